@@ -1,0 +1,13 @@
+//! The pure game domain: no I/O, no wall clock, no global randomness.
+
+pub mod account;
+pub mod asset;
+pub mod book;
+pub mod event;
+pub mod exchange;
+pub mod ids;
+pub mod money;
+pub mod order;
+pub mod price_model;
+pub mod rejection;
+pub mod rules;

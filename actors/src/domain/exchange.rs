@@ -1,0 +1,560 @@
+//! `Exchange`: the deterministic state machine of the market — books and
+//! player ledgers. Each command is decided against the state (a mistake is a
+//! `Rejection` value, and nothing changes), then turned into events that are
+//! applied by [`Exchange::apply`], the same function replay uses.
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::account::Account;
+use super::asset::Universe;
+use super::book::Book;
+use super::event::{CancelReason, CreditReason, Event, Stamped, Tick, Trade};
+use super::ids::{AssetId, OrderId, PlayerId, TradeId};
+use super::money::{Lean, MONEY_MAX, round_money};
+use super::order::{OrderKind, OrderRequest, RestingOrder, Side, Trigger};
+use super::rejection::Rejection;
+use super::rules::MarketRules;
+
+/// What a successful order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// It executed now.
+    Filled(Fill),
+    /// It rests on the book.
+    Resting(RestingOrder),
+}
+
+/// A fill as the player sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fill {
+    pub trade: Trade,
+    pub cash_after: Decimal,
+    pub held_after: u64,
+}
+
+/// One asset's quote.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quote {
+    pub asset: AssetId,
+    pub bid: Decimal,
+    pub ask: Decimal,
+    pub mid: f64,
+    pub sigma_daily: f64,
+    pub halted: bool,
+}
+
+/// Everything the exchange holds, in a canonical order (for snapshots and
+/// for checking that replay reproduces state bit for bit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeState {
+    pub books: Vec<Book>,
+    pub accounts: Vec<(PlayerId, Account)>,
+    pub next_seq: u64,
+    pub next_trade: u64,
+    pub next_order: u64,
+}
+
+/// Books and ledgers of one market.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    rules: MarketRules,
+    universe: Arc<Universe>,
+    books: Vec<Book>,
+    accounts: FxHashMap<PlayerId, Account>,
+    next_seq: u64,
+    next_trade: u64,
+    next_order: u64,
+}
+
+impl Exchange {
+    /// A fresh market at the universe's initial prices.
+    #[must_use]
+    pub fn new(universe: Arc<Universe>, rules: MarketRules) -> Self {
+        let books = universe
+            .assets()
+            .iter()
+            .map(|spec| Book::new(f64::try_from(spec.initial_price).unwrap_or(1.0), &spec.model))
+            .collect();
+        Self { rules, universe, books, accounts: FxHashMap::default(), next_seq: 1, next_trade: 1, next_order: 1 }
+    }
+
+    /// Restores a market from a snapshot.
+    #[must_use]
+    pub fn from_state(universe: Arc<Universe>, rules: MarketRules, state: ExchangeState) -> Self {
+        Self {
+            rules,
+            universe,
+            books: state.books,
+            accounts: state.accounts.into_iter().collect(),
+            next_seq: state.next_seq,
+            next_trade: state.next_trade,
+            next_order: state.next_order,
+        }
+    }
+
+    /// The state in canonical order.
+    #[must_use]
+    pub fn state(&self) -> ExchangeState {
+        let mut accounts: Vec<_> = self.accounts.iter().map(|(id, a)| (*id, a.clone())).collect();
+        accounts.sort_by_key(|(id, _)| *id);
+        ExchangeState {
+            books: self.books.clone(),
+            accounts,
+            next_seq: self.next_seq,
+            next_trade: self.next_trade,
+            next_order: self.next_order,
+        }
+    }
+
+    /// The rules in force.
+    #[must_use]
+    pub fn rules(&self) -> &MarketRules {
+        &self.rules
+    }
+
+    /// The asset universe.
+    #[must_use]
+    pub fn universe(&self) -> &Arc<Universe> {
+        &self.universe
+    }
+
+    /// Sequence number the next event will get.
+    #[must_use]
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A player's ledger, if loaded.
+    #[must_use]
+    pub fn account(&self, player: PlayerId) -> Option<&Account> {
+        self.accounts.get(&player)
+    }
+
+    /// Loaded players.
+    pub fn players(&self) -> impl Iterator<Item = (&PlayerId, &Account)> {
+        self.accounts.iter()
+    }
+
+    /// An asset's book.
+    #[must_use]
+    pub fn book(&self, asset: AssetId) -> Option<&Book> {
+        self.books.get(asset.index())
+    }
+
+    /// The quote of one asset.
+    #[must_use]
+    pub fn quote(&self, asset: AssetId) -> Option<Quote> {
+        let book = self.books.get(asset.index())?;
+        let (bid, ask) = book.bid_ask(&self.rules)?;
+        let (mid, sigma_daily, halted) = (book.mid(&self.rules), book.sigma_daily, book.halted());
+        Some(Quote { asset, bid, ask, mid, sigma_daily, halted })
+    }
+
+    /// The player's resting orders.
+    pub fn orders_of(&self, player: PlayerId) -> impl Iterator<Item = &RestingOrder> {
+        self.books.iter().flat_map(|b| b.resting.iter()).filter(move |o| o.player == player)
+    }
+
+    /// Puts a ledger loaded from the store in memory (lazy activation).
+    pub fn attach(&mut self, player: PlayerId, account: Account) {
+        self.accounts.entry(player).or_insert(account);
+    }
+
+    /// Takes an idle ledger out of memory (passivation); refused while the
+    /// player has resting orders, which must stay live on the books.
+    pub fn detach(&mut self, player: PlayerId) -> Option<Account> {
+        if self.accounts.get(&player).is_some_and(|a| a.open_orders > 0) {
+            return None;
+        }
+        self.accounts.remove(&player)
+    }
+
+    /// The fee on a trade worth `value`: a rate with a floor, rounded up.
+    #[must_use]
+    pub fn fee(&self, value: Decimal) -> Decimal {
+        round_money(value * self.rules.fee_rate, Lean::Up).max(self.rules.fee_min)
+    }
+
+    // ---- commands -------------------------------------------------------
+
+    /// Opens an account with starting cash; `Ok(false)` if it already exists.
+    ///
+    /// # Errors
+    /// None today; kept fallible for callers that treat commands uniformly.
+    pub fn open_account(&mut self, player: PlayerId, at_ms: i64, out: &mut Vec<Stamped>) -> Result<bool, Rejection> {
+        if self.accounts.contains_key(&player) {
+            return Ok(false);
+        }
+        self.emit(Event::AccountOpened { player, cash: self.rules.starting_cash }, at_ms, out);
+        Ok(true)
+    }
+
+    /// Creates cash for a player (bonus, grant); returns the new balance.
+    ///
+    /// # Errors
+    /// `NoAccount`, or `AmountTooLarge` for non-positive or absurd amounts.
+    pub fn credit(
+        &mut self,
+        player: PlayerId,
+        amount: Decimal,
+        reason: CreditReason,
+        at_ms: i64,
+        out: &mut Vec<Stamped>,
+    ) -> Result<Decimal, Rejection> {
+        let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
+        if amount <= Decimal::ZERO || amount > MONEY_MAX || account.cash + amount > MONEY_MAX * Decimal::from(1000) {
+            return Err(Rejection::AmountTooLarge);
+        }
+        let amount = round_money(amount, Lean::Down);
+        self.emit(Event::CashCredited { player, amount, reason }, at_ms, out);
+        Ok(self.accounts.get(&player).map_or(Decimal::ZERO, |a| a.cash))
+    }
+
+    /// Places an order: fills it now, or rests it on the book.
+    ///
+    /// # Errors
+    /// A `Rejection` for every player mistake; the state is then unchanged.
+    pub fn place(&mut self, request: &OrderRequest, at_ms: i64, out: &mut Vec<Stamped>) -> Result<Placed, Rejection> {
+        let qty = request.qty.get();
+        let ticker = self.ticker(request.asset)?;
+        if qty > self.rules.order_qty_max {
+            return Err(Rejection::OrderTooLarge { qty_max: self.rules.order_qty_max });
+        }
+        let book = self.books.get(request.asset.index()).ok_or(Rejection::BadTicker { given: ticker.to_string() })?;
+        if book.halted() {
+            return Err(Rejection::Halted { ticker, resumes_at_ms: 0 });
+        }
+        let account = self.accounts.get(&request.player).ok_or(Rejection::NoAccount)?;
+        match request.kind {
+            OrderKind::Market => self.fill_now(request.player, request.asset, request.side, qty, None, at_ms, out),
+            OrderKind::Limit(limit) => {
+                let limit = limit.get();
+                let estimate = book.estimate(&self.rules, request.side, qty).ok_or(Rejection::AmountTooLarge)?;
+                let marketable = match request.side {
+                    Side::Buy => estimate.price <= limit,
+                    Side::Sell => estimate.price >= limit,
+                };
+                if marketable {
+                    return self.fill_now(request.player, request.asset, request.side, qty, None, at_ms, out);
+                }
+                self.check_can_rest(account, request, limit)?;
+                let reserved_cash = match request.side {
+                    Side::Buy => self.buy_reservation(limit, qty)?,
+                    Side::Sell => Decimal::ZERO,
+                };
+                self.rest(request, Trigger::Limit(limit), reserved_cash, at_ms, out)
+            }
+            OrderKind::Stop(stop) => {
+                if request.side != Side::Sell {
+                    return Err(Rejection::StopOnlySells);
+                }
+                let stop = stop.get();
+                let (bid, _) = book.bid_ask(&self.rules).ok_or(Rejection::AmountTooLarge)?;
+                if bid <= stop {
+                    return Err(Rejection::PriceWouldExecute { ticker, market: bid });
+                }
+                self.check_can_rest(account, request, stop)?;
+                self.rest(request, Trigger::Stop(stop), Decimal::ZERO, at_ms, out)
+            }
+        }
+    }
+
+    /// Withdraws one of the player's resting orders.
+    ///
+    /// # Errors
+    /// `UnknownOrder` when it is not an open order of this player.
+    pub fn cancel(
+        &mut self,
+        player: PlayerId,
+        order: OrderId,
+        at_ms: i64,
+        out: &mut Vec<Stamped>,
+    ) -> Result<RestingOrder, Rejection> {
+        let found = self.find_resting(order).filter(|o| o.player == player).ok_or(Rejection::UnknownOrder { order_id: order })?;
+        self.emit(Event::OrderCancelled { order, player, reason: CancelReason::ByPlayer }, at_ms, out);
+        Ok(found)
+    }
+
+    /// Halts or resumes trading in an asset (operators).
+    pub fn set_halted(&mut self, asset: AssetId, halted: bool, at_ms: i64, out: &mut Vec<Stamped>) {
+        if asset.index() < self.books.len() {
+            self.emit(Event::TradingHalted { asset, halted }, at_ms, out);
+        }
+    }
+
+    /// Moves an asset to the model's new minute, then fills the resting orders
+    /// the move triggered, oldest first.
+    pub fn tick(&mut self, tick: Tick, at_ms: i64, out: &mut Vec<Stamped>) {
+        let Some(book) = self.books.get(tick.asset.index()) else { return };
+        if tick.minute <= book.minute && book.minute > 0 {
+            return; // a stale or repeated tick changes nothing
+        }
+        self.emit(Event::Ticked(tick), at_ms, out);
+        let Some(book) = self.books.get(tick.asset.index()) else { return };
+        if book.halted() || book.resting.is_empty() {
+            return;
+        }
+        let candidates: Vec<RestingOrder> = book.resting.clone();
+        for order in candidates {
+            self.try_trigger(&order, at_ms, out);
+        }
+    }
+
+    // ---- decisions ------------------------------------------------------
+
+    fn try_trigger(&mut self, order: &RestingOrder, at_ms: i64, out: &mut Vec<Stamped>) {
+        let Some(book) = self.books.get(order.asset.index()) else { return };
+        let triggered = match order.trigger {
+            Trigger::Limit(limit) => book.estimate(&self.rules, order.side, order.qty).is_some_and(|e| match order.side {
+                Side::Buy => e.price <= limit,
+                Side::Sell => e.price >= limit,
+            }),
+            Trigger::Stop(stop) => book.bid_ask(&self.rules).is_some_and(|(bid, _)| bid <= stop),
+        };
+        if !triggered {
+            return;
+        }
+        let result = self.fill_now(order.player, order.asset, order.side, order.qty, Some(order), at_ms, out);
+        match (result, order.trigger) {
+            // A limit waits for liquidity to return; a stop must not linger
+            // once it cannot be honoured.
+            (Err(Rejection::ExceedsLiquidity { .. }), Trigger::Limit(_)) | (Ok(_), _) => {}
+            (Err(_), _) => {
+                let event = Event::OrderCancelled { order: order.id, player: order.player, reason: CancelReason::Unfillable };
+                self.emit(event, at_ms, out);
+            }
+        }
+    }
+
+    /// Checks and executes a fill against the house. `resting` is the order
+    /// being filled, whose reservation is available to it.
+    #[allow(clippy::too_many_arguments)]
+    fn fill_now(
+        &mut self,
+        player: PlayerId,
+        asset: AssetId,
+        side: Side,
+        qty: u64,
+        resting: Option<&RestingOrder>,
+        at_ms: i64,
+        out: &mut Vec<Stamped>,
+    ) -> Result<Placed, Rejection> {
+        let ticker = self.ticker(asset)?;
+        let book = self.books.get(asset.index()).ok_or(Rejection::UnknownTicker { ticker })?;
+        let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
+        let estimate = book.estimate(&self.rules, side, qty).ok_or(Rejection::AmountTooLarge)?;
+        if estimate.impact_log > self.rules.order_impact_max {
+            return Err(Rejection::ExceedsLiquidity { qty_max: self.liquidity_qty_max(book) });
+        }
+        let value = estimate.price.checked_mul(Decimal::from(qty)).ok_or(Rejection::AmountTooLarge)?;
+        if value > MONEY_MAX {
+            return Err(Rejection::AmountTooLarge);
+        }
+        if value < self.rules.order_value_min {
+            return Err(Rejection::OrderTooSmall { value_min: self.rules.order_value_min });
+        }
+        let fee = self.fee(value);
+        match side {
+            Side::Buy => {
+                let needed = value + fee;
+                let available = account.free_cash() + resting.map_or(Decimal::ZERO, |o| o.reserved_cash);
+                if needed > available {
+                    return Err(Rejection::InsufficientCash { needed, available: available.max(Decimal::ZERO) });
+                }
+                let held = account.held(asset);
+                if held.saturating_add(qty) > self.rules.position_qty_max {
+                    return Err(Rejection::PositionLimit { ticker, qty_max: self.rules.position_qty_max, held });
+                }
+            }
+            Side::Sell => {
+                let available = account.free_qty(asset) + resting.map_or(0, |o| o.qty);
+                if qty > available {
+                    return Err(Rejection::InsufficientShares { ticker, needed: qty, available });
+                }
+            }
+        }
+        let trade = Trade {
+            id: TradeId(self.next_trade),
+            order: resting.map(|o| o.id),
+            player,
+            asset,
+            side,
+            qty,
+            price: estimate.price,
+            fee,
+        };
+        self.emit(Event::Traded(trade), at_ms, out);
+        let account = self.accounts.get(&player);
+        let cash_after = account.map_or(Decimal::ZERO, |a| a.cash);
+        let held_after = account.map_or(0, |a| a.held(asset));
+        Ok(Placed::Filled(Fill { trade, cash_after, held_after }))
+    }
+
+    fn check_can_rest(&self, account: &Account, request: &OrderRequest, price: Decimal) -> Result<(), Rejection> {
+        if account.open_orders >= self.rules.open_orders_max {
+            return Err(Rejection::TooManyOpenOrders { open_max: self.rules.open_orders_max });
+        }
+        let qty = request.qty.get();
+        let value = price.checked_mul(Decimal::from(qty)).ok_or(Rejection::AmountTooLarge)?;
+        if value > MONEY_MAX {
+            return Err(Rejection::AmountTooLarge);
+        }
+        if value < self.rules.order_value_min {
+            return Err(Rejection::OrderTooSmall { value_min: self.rules.order_value_min });
+        }
+        let ticker = self.ticker(request.asset)?;
+        match request.side {
+            Side::Buy => {
+                let needed = self.buy_reservation(price, qty)?;
+                if needed > account.free_cash() {
+                    return Err(Rejection::InsufficientCash { needed, available: account.free_cash().max(Decimal::ZERO) });
+                }
+                let held = account.held(request.asset);
+                if held.saturating_add(qty) > self.rules.position_qty_max {
+                    return Err(Rejection::PositionLimit { ticker, qty_max: self.rules.position_qty_max, held });
+                }
+            }
+            Side::Sell => {
+                let available = account.free_qty(request.asset);
+                if qty > available {
+                    return Err(Rejection::InsufficientShares { ticker, needed: qty, available });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rest(
+        &mut self,
+        request: &OrderRequest,
+        trigger: Trigger,
+        reserved_cash: Decimal,
+        at_ms: i64,
+        out: &mut Vec<Stamped>,
+    ) -> Result<Placed, Rejection> {
+        let order = RestingOrder {
+            id: OrderId(self.next_order),
+            player: request.player,
+            asset: request.asset,
+            side: request.side,
+            qty: request.qty.get(),
+            trigger,
+            reserved_cash,
+            placed_at_ms: at_ms,
+        };
+        self.emit(Event::OrderPlaced(order), at_ms, out);
+        Ok(Placed::Resting(order))
+    }
+
+    /// Cash a resting buy sets aside: its value at the limit plus that fee.
+    fn buy_reservation(&self, limit: Decimal, qty: u64) -> Result<Decimal, Rejection> {
+        let value = limit.checked_mul(Decimal::from(qty)).ok_or(Rejection::AmountTooLarge)?;
+        Ok(value + self.fee(value))
+    }
+
+    /// Largest order the liquidity limit lets through from a flat book.
+    fn liquidity_qty_max(&self, book: &Book) -> u64 {
+        let k = self.rules.impact_coef * book.sigma_daily / book.liquidity_shares.sqrt();
+        if k <= 0.0 {
+            return self.rules.order_qty_max;
+        }
+        let qty = (self.rules.order_impact_max / k).powi(2).floor();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let qty = qty.clamp(1.0, 1e12) as u64;
+        qty.min(self.rules.order_qty_max)
+    }
+
+    fn ticker(&self, asset: AssetId) -> Result<super::ids::Ticker, Rejection> {
+        self.universe.ticker(asset).ok_or(Rejection::BadTicker { given: format!("#{}", asset.0) })
+    }
+
+    fn find_resting(&self, order: OrderId) -> Option<RestingOrder> {
+        self.books.iter().flat_map(|b| b.resting.iter()).find(|o| o.id == order).copied()
+    }
+
+    fn emit(&mut self, event: Event, at_ms: i64, out: &mut Vec<Stamped>) {
+        let stamped = Stamped { seq: self.next_seq, at_ms, event };
+        self.apply(&stamped);
+        out.push(stamped);
+    }
+
+    // ---- evolution ------------------------------------------------------
+
+    /// Applies one event: the only place state changes. Replaying a log
+    /// through here reproduces the state that produced it.
+    pub fn apply(&mut self, stamped: &Stamped) {
+        self.next_seq = self.next_seq.max(stamped.seq + 1);
+        match &stamped.event {
+            Event::AccountOpened { player, cash } => {
+                self.accounts.insert(*player, Account::with_cash(*cash));
+            }
+            Event::CashCredited { player, amount, .. } => {
+                if let Some(account) = self.accounts.get_mut(player) {
+                    account.cash += *amount;
+                }
+            }
+            Event::Traded(trade) => self.apply_trade(trade),
+            Event::OrderPlaced(order) => {
+                self.next_order = self.next_order.max(order.id.0 + 1);
+                if let Some(account) = self.accounts.get_mut(&order.player) {
+                    account.open_orders += 1;
+                    account.reserved_cash += order.reserved_cash;
+                    if order.side == Side::Sell {
+                        account.reserve_qty(order.asset, order.qty);
+                    }
+                }
+                if let Some(book) = self.books.get_mut(order.asset.index()) {
+                    book.resting.push(*order);
+                }
+            }
+            Event::OrderCancelled { order, .. } => {
+                self.remove_resting(*order);
+            }
+            Event::Ticked(tick) => {
+                let rules = &self.rules;
+                if let Some(book) = self.books.get_mut(tick.asset.index()) {
+                    book.advance(rules, tick.minute, tick.model_mid, tick.sigma_daily, tick.halted);
+                }
+            }
+            Event::TradingHalted { asset, halted } => {
+                if let Some(book) = self.books.get_mut(asset.index()) {
+                    book.admin_halted = *halted;
+                }
+            }
+        }
+    }
+
+    fn apply_trade(&mut self, trade: &Trade) {
+        self.next_trade = self.next_trade.max(trade.id.0 + 1);
+        if let Some(order) = trade.order {
+            self.remove_resting(order);
+        }
+        if let Some(account) = self.accounts.get_mut(&trade.player) {
+            account.apply_trade(trade);
+        }
+        if let Some(book) = self.books.get_mut(trade.asset.index()) {
+            book.add_flow(trade.side, trade.qty);
+        }
+    }
+
+    /// Takes an order off its book and releases what it reserved.
+    fn remove_resting(&mut self, order: OrderId) {
+        let Some(found) = self.books.iter_mut().find_map(|book| {
+            let index = book.resting.iter().position(|o| o.id == order)?;
+            Some(book.resting.remove(index))
+        }) else {
+            return;
+        };
+        if let Some(account) = self.accounts.get_mut(&found.player) {
+            account.open_orders = account.open_orders.saturating_sub(1);
+            account.reserved_cash -= found.reserved_cash;
+            if found.side == Side::Sell {
+                account.release_qty(found.asset, found.qty);
+            }
+        }
+    }
+}

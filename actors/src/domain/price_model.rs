@@ -1,0 +1,330 @@
+//! The price model: each asset's latent log price under GARCH(1,1)
+//! volatility with calm/volatile regimes, mean reversion to a drifting fair
+//! value, random and scheduled news jumps, a category factor, and circuit
+//! breakers. Maths runs in `f64`; it crosses into money only at the quote.
+//! One step is one market minute; every random draw comes from a seeded RNG,
+//! so a market replays exactly from its seed.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+use super::asset::{CategorySpec, ModelParams, Universe};
+
+/// Market minutes per market day (the game trades around the clock).
+pub const MINUTES_PER_DAY: f64 = 1440.0;
+
+/// Circuit breaker: a move of more than this fraction within one window halts
+/// the asset.
+pub const BREAKER_LIMIT: f64 = 0.10;
+/// Length of the circuit-breaker reference window, in market minutes.
+pub const BREAKER_WINDOW_MINUTES: u64 = 15;
+/// How long a circuit-breaker halt lasts, in market minutes.
+pub const HALT_MINUTES: u64 = 10;
+
+/// Volatility multiplier of the volatile regime.
+const VOLATILE_REGIME_MULTIPLIER: f64 = 1.8;
+/// Per-minute chance of entering the volatile regime (about once in 3 days).
+const ENTER_VOLATILE_PER_MINUTE: f64 = 1.0 / (3.0 * MINUTES_PER_DAY);
+/// Per-minute chance of leaving it (lasts about 6 hours).
+const LEAVE_VOLATILE_PER_MINUTE: f64 = 1.0 / 360.0;
+/// A single shock never exceeds this many log units (keeps variance finite).
+const SHOCK_CAP: f64 = 0.5;
+
+/// What moved a price beyond its diffusion this minute.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum NewsKind {
+    /// Unscheduled news about the asset.
+    Asset,
+    /// Scheduled news (earnings) about the asset.
+    Scheduled,
+    /// News about the whole category.
+    Category,
+}
+
+/// A news event with its log-price jump.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct News {
+    pub kind: NewsKind,
+    pub log_jump: f64,
+}
+
+/// The category factor's move in one minute, shared by its assets.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SectorMove {
+    /// Log return of the factor (diffusion plus any jump).
+    pub log_return: f64,
+    /// Current per-minute variance of the factor.
+    pub variance: f64,
+    /// Category news this minute, if any.
+    pub news: Option<News>,
+}
+
+/// One category's factor: GARCH(1,1) diffusion plus category news.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SectorModel {
+    vol_daily: f64,
+    jump_rate_daily: f64,
+    jump_sigma: f64,
+    variance: f64,
+    last_shock: f64,
+    rng: Pcg64Mcg,
+}
+
+const SECTOR_GARCH_ALPHA: f64 = 0.08;
+const SECTOR_GARCH_BETA: f64 = 0.90;
+
+impl SectorModel {
+    /// A factor for `spec`, seeded from the market seed and category index.
+    #[must_use]
+    pub fn new(spec: &CategorySpec, seed: u64, index: usize) -> Self {
+        let long_run = per_minute_variance(spec.vol_daily);
+        Self {
+            vol_daily: spec.vol_daily,
+            jump_rate_daily: spec.jump_rate_daily,
+            jump_sigma: spec.jump_sigma,
+            variance: long_run,
+            last_shock: 0.0,
+            rng: Pcg64Mcg::seed_from_u64(mix_seed(seed, 0x5ec7_0000 + index as u64)),
+        }
+    }
+
+    /// Advances the factor by one market minute.
+    pub fn step(&mut self) -> SectorMove {
+        let long_run = per_minute_variance(self.vol_daily);
+        self.variance = garch(long_run, SECTOR_GARCH_ALPHA, SECTOR_GARCH_BETA, self.variance, self.last_shock);
+        let z: f64 = self.rng.sample(StandardNormal);
+        let diffusion = self.variance.sqrt() * z;
+        let news = draw_jump(&mut self.rng, self.jump_rate_daily, self.jump_sigma)
+            .map(|log_jump| News { kind: NewsKind::Category, log_jump });
+        let jump = news.map_or(0.0, |n| n.log_jump);
+        self.last_shock = (diffusion + jump).clamp(-SHOCK_CAP, SHOCK_CAP);
+        SectorMove { log_return: diffusion + jump, variance: self.variance, news }
+    }
+}
+
+/// The latent price process of one asset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssetModel {
+    params: ModelParams,
+    log_price: f64,
+    log_fair: f64,
+    variance: f64,
+    last_shock: f64,
+    volatile: bool,
+    minute: u64,
+    earnings_phase_minutes: u64,
+    window_start_log_price: f64,
+    window_started_minute: u64,
+    halted_until_minute: u64,
+    quoted_log_price: f64,
+    rng: Pcg64Mcg,
+}
+
+/// What an asset's model says after one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ModelTick {
+    /// The quoted mid price (frozen while halted).
+    pub mid: f64,
+    /// Current conditional daily volatility (drives spread and impact).
+    pub sigma_daily: f64,
+    /// Whether the asset is halted after this minute.
+    pub halted: bool,
+    /// Market minutes left in the halt (0 when trading).
+    pub halt_minutes_left: u64,
+    /// News that hit the asset this minute.
+    pub news: Option<News>,
+}
+
+impl AssetModel {
+    /// A model starting at `initial_price`, seeded from the market seed and
+    /// the asset's index.
+    #[must_use]
+    pub fn new(params: &ModelParams, initial_price: f64, seed: u64, index: usize) -> Self {
+        let log_price = initial_price.max(0.01).ln();
+        let interval_minutes = (params.earnings_interval_days * MINUTES_PER_DAY).round();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let interval = interval_minutes.max(0.0) as u64;
+        // Spread scheduled news of different assets over the interval.
+        let phase = if interval == 0 { 0 } else { (index as u64).wrapping_mul(7_919) % interval };
+        Self {
+            params: *params,
+            log_price,
+            log_fair: log_price,
+            variance: per_minute_variance(params.vol_daily),
+            last_shock: 0.0,
+            volatile: false,
+            minute: 0,
+            earnings_phase_minutes: phase,
+            window_start_log_price: log_price,
+            window_started_minute: 0,
+            halted_until_minute: 0,
+            quoted_log_price: log_price,
+            rng: Pcg64Mcg::seed_from_u64(mix_seed(seed, index as u64)),
+        }
+    }
+
+    /// Market minutes stepped so far.
+    #[must_use]
+    pub fn minute(&self) -> u64 {
+        self.minute
+    }
+
+    /// The quoted mid now, without stepping.
+    #[must_use]
+    pub fn mid(&self) -> f64 {
+        self.quoted_log_price.exp()
+    }
+
+    /// Advances the asset by one market minute under its category's move.
+    pub fn step(&mut self, sector: &SectorMove) -> ModelTick {
+        self.minute += 1;
+        let p = self.params;
+        self.volatile = if self.volatile {
+            self.rng.random::<f64>() >= LEAVE_VOLATILE_PER_MINUTE
+        } else {
+            self.rng.random::<f64>() < ENTER_VOLATILE_PER_MINUTE
+        };
+        let regime = if self.volatile { VOLATILE_REGIME_MULTIPLIER } else { 1.0 };
+        let long_run = per_minute_variance(p.vol_daily);
+        self.variance = garch(long_run, p.garch_alpha, p.garch_beta, self.variance, self.last_shock);
+        let z: f64 = self.rng.sample(StandardNormal);
+        let idiosyncratic = self.variance.sqrt() * regime * z;
+
+        let z_fair: f64 = self.rng.sample(StandardNormal);
+        self.log_fair += p.drift_daily / MINUTES_PER_DAY + per_minute_variance(p.fair_value_vol_daily).sqrt() * z_fair;
+        let reversion_rate = std::f64::consts::LN_2 / (p.reversion_half_life_days * MINUTES_PER_DAY);
+        let reversion = -reversion_rate * (self.log_price - self.log_fair);
+
+        let news = self.draw_news();
+        let own_jump = news.map_or(0.0, |n| n.log_jump);
+        let sector_part = p.sector_loading * sector.log_return;
+        // News is information: the fair value moves with it, so mean
+        // reversion does not undo it.
+        let total_jump = own_jump + p.sector_loading * sector.news.map_or(0.0, |n| n.log_jump);
+        self.log_fair += total_jump;
+
+        let shock = (idiosyncratic + own_jump).clamp(-SHOCK_CAP, SHOCK_CAP);
+        self.last_shock = shock;
+        self.log_price += shock + sector_part + reversion;
+
+        let conditional_variance = self.variance * regime * regime + p.sector_loading.powi(2) * sector.variance;
+        let sigma_daily = (conditional_variance * MINUTES_PER_DAY).sqrt();
+        self.apply_breaker();
+        let halted = self.minute < self.halted_until_minute;
+        ModelTick {
+            mid: self.quoted_log_price.exp(),
+            sigma_daily,
+            halted,
+            halt_minutes_left: self.halted_until_minute.saturating_sub(self.minute),
+            news: news.or(sector.news),
+        }
+    }
+
+    fn draw_news(&mut self) -> Option<News> {
+        let p = &self.params;
+        let interval = (p.earnings_interval_days * MINUTES_PER_DAY).round();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let interval = interval.max(0.0) as u64;
+        let scheduled = interval > 0 && (self.minute + self.earnings_phase_minutes) % interval == 0;
+        if scheduled {
+            let z: f64 = self.rng.sample(StandardNormal);
+            return Some(News { kind: NewsKind::Scheduled, log_jump: z * p.earnings_jump_sigma });
+        }
+        let (rate, sigma) = (p.jump_rate_daily, p.jump_sigma);
+        draw_jump(&mut self.rng, rate, sigma).map(|log_jump| News { kind: NewsKind::Asset, log_jump })
+    }
+
+    /// Circuit breaker: freeze the quote when the latent price left the
+    /// window's band; reopen at the latent price when the halt ends.
+    fn apply_breaker(&mut self) {
+        if self.minute < self.halted_until_minute {
+            return;
+        }
+        if self.minute >= self.window_started_minute + BREAKER_WINDOW_MINUTES {
+            self.window_started_minute = self.minute;
+            self.window_start_log_price = self.quoted_log_price;
+        }
+        let band = BREAKER_LIMIT.ln_1p();
+        if (self.log_price - self.window_start_log_price).abs() > band {
+            self.halted_until_minute = self.minute + HALT_MINUTES;
+            // The reopening starts a fresh window at the new level.
+            self.window_started_minute = self.halted_until_minute;
+            self.window_start_log_price = self.log_price;
+            return;
+        }
+        self.quoted_log_price = self.log_price;
+    }
+}
+
+/// The whole market's model: every category factor and every asset, stepped
+/// together. `stockbot simulate` runs this directly; the actors run its parts.
+#[derive(Debug, Clone)]
+pub struct MarketModel {
+    pub sectors: Vec<SectorModel>,
+    pub assets: Vec<AssetModel>,
+    asset_category: Vec<usize>,
+}
+
+impl MarketModel {
+    /// Builds the model of `universe` from `seed`.
+    #[must_use]
+    pub fn new(universe: &Universe, seed: u64) -> Self {
+        let sectors = universe
+            .categories()
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| SectorModel::new(spec, seed, index))
+            .collect();
+        let assets = universe
+            .assets()
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let price = f64::try_from(spec.initial_price).unwrap_or(1.0);
+                AssetModel::new(&spec.model, price, seed, index)
+            })
+            .collect();
+        Self { sectors, assets, asset_category: universe.asset_categories().to_vec() }
+    }
+
+    /// Steps every factor, then every asset, by one market minute.
+    pub fn step(&mut self) -> Vec<ModelTick> {
+        let moves: Vec<SectorMove> = self.sectors.iter_mut().map(SectorModel::step).collect();
+        self.assets
+            .iter_mut()
+            .zip(&self.asset_category)
+            .map(|(asset, category)| asset.step(&moves.get(*category).copied().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// GARCH(1,1) variance update toward `long_run`.
+fn garch(long_run: f64, alpha: f64, beta: f64, variance: f64, last_shock: f64) -> f64 {
+    let omega = long_run * (1.0 - alpha - beta);
+    omega + alpha * last_shock * last_shock + beta * variance
+}
+
+fn per_minute_variance(vol_daily: f64) -> f64 {
+    vol_daily * vol_daily / MINUTES_PER_DAY
+}
+
+fn draw_jump(rng: &mut Pcg64Mcg, rate_daily: f64, sigma: f64) -> Option<f64> {
+    let chance = rate_daily / MINUTES_PER_DAY;
+    if rng.random::<f64>() < chance {
+        let z: f64 = rng.sample(StandardNormal);
+        Some(z * sigma)
+    } else {
+        None
+    }
+}
+
+/// SplitMix64 finaliser: independent streams from one seed.
+#[must_use]
+pub fn mix_seed(seed: u64, stream: u64) -> u64 {
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

@@ -1,0 +1,4 @@
+//! stockbot's engine: the pure, deterministic game domain (`domain`) and the
+//! actix actors that own it. Infrastructure is reached only through `ports`.
+
+pub mod domain;
