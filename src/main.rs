@@ -1,1 +1,51 @@
-fn main(){}
+//! The `stockbot` binary: parses the command line and hands off.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use stockbot::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "stockbot", version, about = "A stock-market game server for Telegram")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the market alone in simulated time and prints per-asset summaries.
+    Simulate {
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        /// Writes `minute,ticker,price` rows here.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("stockbot: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Simulate { seed, hours, csv } => {
+            stockbot::simulate::run(&settings.engine, seed, hours, csv.as_deref())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("stockbot: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod asset;
 pub mod book;
+pub mod command;
 pub mod event;
 pub mod exchange;
 pub mod ids;

@@ -100,7 +100,8 @@ impl Book {
         let signed = side.sign() * qty as f64;
         let k = self.impact_scale(rules);
         let w = rules.impact_fast_weight;
-        let average = w * average_offset(k, self.flow_fast, signed) + (1.0 - w) * average_offset(k, self.flow_slow, signed);
+        let average =
+            w * average_offset(k, self.flow_fast, signed) + (1.0 - w) * average_offset(k, self.flow_slow, signed);
         let end = w * offset(k, self.flow_fast + signed) + (1.0 - w) * offset(k, self.flow_slow + signed);
         let start = w * offset(k, self.flow_fast) + (1.0 - w) * offset(k, self.flow_slow);
         let hs = self.effective_half_spread();

@@ -274,7 +274,10 @@ impl Exchange {
         at_ms: i64,
         out: &mut Vec<Stamped>,
     ) -> Result<RestingOrder, Rejection> {
-        let found = self.find_resting(order).filter(|o| o.player == player).ok_or(Rejection::UnknownOrder { order_id: order })?;
+        let found = self
+            .find_resting(order)
+            .filter(|o| o.player == player)
+            .ok_or(Rejection::UnknownOrder { order_id: order })?;
         self.emit(Event::OrderCancelled { order, player, reason: CancelReason::ByPlayer }, at_ms, out);
         Ok(found)
     }
@@ -309,10 +312,12 @@ impl Exchange {
     fn try_trigger(&mut self, order: &RestingOrder, at_ms: i64, out: &mut Vec<Stamped>) {
         let Some(book) = self.books.get(order.asset.index()) else { return };
         let triggered = match order.trigger {
-            Trigger::Limit(limit) => book.estimate(&self.rules, order.side, order.qty).is_some_and(|e| match order.side {
-                Side::Buy => e.price <= limit,
-                Side::Sell => e.price >= limit,
-            }),
+            Trigger::Limit(limit) => {
+                book.estimate(&self.rules, order.side, order.qty).is_some_and(|e| match order.side {
+                    Side::Buy => e.price <= limit,
+                    Side::Sell => e.price >= limit,
+                })
+            }
             Trigger::Stop(stop) => book.bid_ask(&self.rules).is_some_and(|(bid, _)| bid <= stop),
         };
         if !triggered {
@@ -324,7 +329,8 @@ impl Exchange {
             // once it cannot be honoured.
             (Err(Rejection::ExceedsLiquidity { .. }), Trigger::Limit(_)) | (Ok(_), _) => {}
             (Err(_), _) => {
-                let event = Event::OrderCancelled { order: order.id, player: order.player, reason: CancelReason::Unfillable };
+                let event =
+                    Event::OrderCancelled { order: order.id, player: order.player, reason: CancelReason::Unfillable };
                 self.emit(event, at_ms, out);
             }
         }
@@ -411,7 +417,10 @@ impl Exchange {
             Side::Buy => {
                 let needed = self.buy_reservation(price, qty)?;
                 if needed > account.free_cash() {
-                    return Err(Rejection::InsufficientCash { needed, available: account.free_cash().max(Decimal::ZERO) });
+                    return Err(Rejection::InsufficientCash {
+                        needed,
+                        available: account.free_cash().max(Decimal::ZERO),
+                    });
                 }
                 let held = account.held(request.asset);
                 if held.saturating_add(qty) > self.rules.position_qty_max {

@@ -92,10 +92,7 @@ impl Ticker {
     #[must_use]
     pub fn as_str(&self) -> &str {
         let len = usize::from(self.len).min(TICKER_LEN_MAX);
-        self.bytes
-            .get(..len)
-            .and_then(|bytes| std::str::from_utf8(bytes).ok())
-            .unwrap_or("")
+        self.bytes.get(..len).and_then(|bytes| std::str::from_utf8(bytes).ok()).unwrap_or("")
     }
 }
 

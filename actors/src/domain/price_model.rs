@@ -271,12 +271,8 @@ impl MarketModel {
     /// Builds the model of `universe` from `seed`.
     #[must_use]
     pub fn new(universe: &Universe, seed: u64) -> Self {
-        let sectors = universe
-            .categories()
-            .iter()
-            .enumerate()
-            .map(|(index, spec)| SectorModel::new(spec, seed, index))
-            .collect();
+        let sectors =
+            universe.categories().iter().enumerate().map(|(index, spec)| SectorModel::new(spec, seed, index)).collect();
         let assets = universe
             .assets()
             .iter()

@@ -1,0 +1,167 @@
+//! `Settings`: the one layered configuration tree — `config/default.toml`,
+//! then the file named by `STOCKBOT_CONFIG`, then environment variables
+//! (the conventional names of DESIGN.md §2, and `STOCKBOT__SECTION__KEY`).
+
+use std::path::{Path, PathBuf};
+
+use actors::config::EngineConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The defaults compiled into the binary, so it runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// A secret that never prints.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Telegram settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TelegramSettings {
+    pub bot_token: Option<Secret>,
+    pub api_url: Option<String>,
+    pub webhook_secret: Option<Secret>,
+    pub webhook_url: Option<String>,
+    pub mode: Option<String>,
+    pub rate_global_per_sec: Option<u32>,
+    pub rate_chat_per_sec: Option<u32>,
+    pub rate_group_per_min: Option<u32>,
+}
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(flatten)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub telegram: TelegramSettings,
+    #[serde(default)]
+    pub database_url: Option<Secret>,
+    #[serde(default)]
+    pub redis_url: Option<Secret>,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    #[serde(default)]
+    pub admins: Option<String>,
+    #[serde(default)]
+    pub admin_token: Option<Secret>,
+    #[serde(default)]
+    pub play: Option<String>,
+    #[serde(default)]
+    pub premium_price_stars: Option<u32>,
+    #[serde(default)]
+    pub log_format: Option<String>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Universe(#[from] actors::domain::asset::UniverseError),
+}
+
+/// Conventional environment variables and the keys they set.
+const CONVENTIONAL_ENV: &[(&str, &str)] = &[
+    ("TELEGRAM_BOT_TOKEN", "telegram.bot_token"),
+    ("TELEGRAM_API_URL", "telegram.api_url"),
+    ("TELEGRAM_WEBHOOK_SECRET", "telegram.webhook_secret"),
+    ("TELEGRAM_WEBHOOK_URL", "telegram.webhook_url"),
+    ("TELEGRAM_MODE", "telegram.mode"),
+    ("TELEGRAM_RATE_GLOBAL_PER_SEC", "telegram.rate_global_per_sec"),
+    ("TELEGRAM_RATE_CHAT_PER_SEC", "telegram.rate_chat_per_sec"),
+    ("TELEGRAM_RATE_GROUP_PER_MIN", "telegram.rate_group_per_min"),
+    ("DATABASE_URL", "database_url"),
+    ("REDIS_URL", "redis_url"),
+    ("STOCKBOT_DATA_DIR", "data_dir"),
+    ("STOCKBOT_BIND", "bind"),
+    ("STOCKBOT_ADMINS", "admins"),
+    ("STOCKBOT_ADMIN_TOKEN", "admin_token"),
+    ("STOCKBOT_PLAY", "play"),
+    ("STOCKBOT_PREMIUM_PRICE_STARS", "premium_price_stars"),
+    ("STOCKBOT_LOG_FORMAT", "log_format"),
+];
+
+impl Settings {
+    /// Loads the layered configuration from the process environment.
+    ///
+    /// # Errors
+    /// A file that does not parse, a value of the wrong type, or an invalid universe.
+    pub fn load() -> Result<Self, ConfigError> {
+        let extra = std::env::var_os("STOCKBOT_CONFIG").map(PathBuf::from);
+        Self::load_from(extra.as_deref())
+    }
+
+    /// Loads the defaults, then `extra` (if any), then the environment.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn load_from(extra: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment =
+            Figment::new().merge(Serialized::defaults(Self::empty_optional())).merge(Toml::string(DEFAULT_TOML));
+        if let Some(path) = extra {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let names: Vec<&str> = CONVENTIONAL_ENV.iter().map(|(name, _)| *name).collect();
+        figment = figment
+            .merge(Env::raw().only(&names).map(|name| {
+                let key = CONVENTIONAL_ENV
+                    .iter()
+                    .find(|(env, _)| name.as_str().eq_ignore_ascii_case(env))
+                    .map_or(name.as_str(), |(_, key)| key);
+                key.to_owned().into()
+            }))
+            .merge(Env::prefixed("STOCKBOT__").split("__").lowercase(true));
+        let settings: Self = figment.extract().map_err(Box::new)?;
+        settings.engine.universe()?;
+        Ok(settings)
+    }
+
+    fn empty_optional() -> serde_json::Value {
+        serde_json::json!({})
+    }
+
+    /// Whether the local play page and `/api/play` are on.
+    #[must_use]
+    pub fn play_enabled(&self) -> bool {
+        match self.play.as_deref().map(str::trim) {
+            Some("1" | "true" | "on" | "yes") => true,
+            Some("0" | "false" | "off" | "no") => false,
+            _ => self.telegram.bot_token.is_none(),
+        }
+    }
+
+    /// Telegram user ids allowed admin commands.
+    #[must_use]
+    pub fn admin_ids(&self) -> Vec<i64> {
+        self.admins.as_deref().unwrap_or("").split(',').filter_map(|id| id.trim().parse().ok()).collect()
+    }
+}
