@@ -7,6 +7,7 @@ pub mod command;
 pub mod event;
 pub mod exchange;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod order;
 pub mod price_model;

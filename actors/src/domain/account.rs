@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::event::Trade;
 use super::ids::AssetId;
-use super::order::Side;
+use super::order::{RestingOrder, Side};
 
 /// Shares of one asset held by a player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +113,24 @@ impl Account {
             }
         }
         self.drop_empty(trade.asset);
+    }
+
+    /// Sets aside what a newly resting order needs.
+    pub fn reserve_for(&mut self, order: &RestingOrder) {
+        self.open_orders += 1;
+        self.reserved_cash += order.reserved_cash;
+        if order.side == Side::Sell {
+            self.reserve_qty(order.asset, order.qty);
+        }
+    }
+
+    /// Releases what a resting order had set aside (it filled or was cancelled).
+    pub fn release_for(&mut self, order: &RestingOrder) {
+        self.open_orders = self.open_orders.saturating_sub(1);
+        self.reserved_cash -= order.reserved_cash;
+        if order.side == Side::Sell {
+            self.release_qty(order.asset, order.qty);
+        }
     }
 
     /// Sets aside shares of `asset` for a resting sell.

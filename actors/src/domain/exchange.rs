@@ -510,11 +510,7 @@ impl Exchange {
             Event::OrderPlaced(order) => {
                 self.next_order = self.next_order.max(order.id.0 + 1);
                 if let Some(account) = self.accounts.get_mut(&order.player) {
-                    account.open_orders += 1;
-                    account.reserved_cash += order.reserved_cash;
-                    if order.side == Side::Sell {
-                        account.reserve_qty(order.asset, order.qty);
-                    }
+                    account.reserve_for(order);
                 }
                 if let Some(book) = self.books.get_mut(order.asset.index()) {
                     book.resting.push(*order);
@@ -559,11 +555,7 @@ impl Exchange {
             return;
         };
         if let Some(account) = self.accounts.get_mut(&found.player) {
-            account.open_orders = account.open_orders.saturating_sub(1);
-            account.reserved_cash -= found.reserved_cash;
-            if found.side == Side::Sell {
-                account.release_qty(found.asset, found.qty);
-            }
+            account.release_for(&found);
         }
     }
 }

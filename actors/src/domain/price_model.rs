@@ -99,7 +99,9 @@ impl SectorModel {
         let news = draw_jump(&mut self.rng, self.jump_rate_daily, self.jump_sigma)
             .map(|log_jump| News { kind: NewsKind::Category, log_jump });
         let jump = news.map_or(0.0, |n| n.log_jump);
-        self.last_shock = (diffusion + jump).clamp(-SHOCK_CAP, SHOCK_CAP);
+        // GARCH reacts to the diffusion only: a news jump is hundreds of
+        // minute-sigmas, and feeding it back would blow the variance up.
+        self.last_shock = diffusion.clamp(-SHOCK_CAP, SHOCK_CAP);
         SectorMove { log_return: diffusion + jump, variance: self.variance, news }
     }
 }
@@ -190,7 +192,8 @@ impl AssetModel {
         let long_run = per_minute_variance(p.vol_daily);
         self.variance = garch(long_run, p.garch_alpha, p.garch_beta, self.variance, self.last_shock);
         let z: f64 = self.rng.sample(StandardNormal);
-        let idiosyncratic = self.variance.sqrt() * regime * z;
+        let innovation = self.variance.sqrt() * z;
+        let idiosyncratic = innovation * regime;
 
         let z_fair: f64 = self.rng.sample(StandardNormal);
         self.log_fair += p.drift_daily / MINUTES_PER_DAY + per_minute_variance(p.fair_value_vol_daily).sqrt() * z_fair;
@@ -206,7 +209,12 @@ impl AssetModel {
         self.log_fair += total_jump;
 
         let shock = (idiosyncratic + own_jump).clamp(-SHOCK_CAP, SHOCK_CAP);
-        self.last_shock = shock;
+        // GARCH sees its own innovation, before the regime multiplier and
+        // without jumps: fed the regime-scaled shock, its persistence would be
+        // alpha * multiplier² + beta, above 1 (explosive) in the volatile
+        // regime; fed a news jump (hundreds of minute-sigmas), it would spike
+        // the variance for hours.
+        self.last_shock = innovation.clamp(-SHOCK_CAP, SHOCK_CAP);
         self.log_price += shock + sector_part + reversion;
 
         let conditional_variance = self.variance * regime * regime + p.sector_loading.powi(2) * sector.variance;

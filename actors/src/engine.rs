@@ -1,0 +1,255 @@
+//! `Engine`: the handle the interface layer holds. It starts the actor system
+//! (market with its asset actors, ticker, persistence, portfolio arbiter),
+//! resumes from the store's snapshot, and offers typed async calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::*;
+
+use crate::clock::SharedClock;
+use crate::config::EngineConfig;
+use crate::domain::asset::{Universe, UniverseError};
+use crate::domain::command::{Command, Outcome};
+use crate::domain::exchange::{Exchange, ExchangeState, Quote};
+use crate::domain::ids::PlayerId;
+use crate::domain::ledger::PlayerLedger;
+use crate::domain::price_model::MarketModel;
+use crate::domain::rejection::Rejection;
+use crate::domain::rules::MarketRules;
+use crate::market::{
+    CommandResult, ExecuteBatch, GetAssetActors, GetLedger, GetPortfolioActor, GetQuotes, GetState, MarketActor,
+    MarketParts, PricesChanged, Shutdown,
+};
+use crate::metrics::EngineMetrics;
+use crate::persistence::PersistenceActor;
+use crate::portfolio::{GetPortfolio, PortfolioView};
+use crate::ports::{Notifier, Store, StoreError};
+use crate::ticker::{StepNow, Subscribe, TickerActor};
+
+/// Why the engine could not start or answer.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Universe(#[from] UniverseError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the engine has stopped")]
+    Stopped,
+}
+
+/// What the engine needs from outside.
+pub struct EngineDeps {
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub notifier: Arc<dyn Notifier>,
+    /// Whether the ticker steps on the clock by itself (off for hand-stepped tests).
+    pub autonomous_ticker: bool,
+}
+
+/// A running engine.
+#[derive(Clone)]
+pub struct Engine {
+    market: Addr<MarketActor>,
+    ticker: Addr<TickerActor>,
+    universe: Arc<Universe>,
+    rules: MarketRules,
+    metrics: Arc<EngineMetrics>,
+    store_healthy: Arc<AtomicBool>,
+    batch_commands_max: usize,
+}
+
+impl Engine {
+    /// Starts the engine inside the running actix system: resumes from the
+    /// store's market snapshot if there is one, else from the configuration.
+    ///
+    /// # Errors
+    /// An invalid universe, or a store that cannot be read.
+    pub async fn start(config: &EngineConfig, deps: EngineDeps) -> Result<Self, EngineError> {
+        let universe = Arc::new(config.universe()?);
+        let rules = config.market.clone();
+        let settings = config.engine.clone();
+        let (exchange, models, sectors) = match deps.store.load_market().await? {
+            Some(snapshot) if snapshot.assets.len() == universe.len() => {
+                let exchange = Exchange::from_state(Arc::clone(&universe), rules.clone(), snapshot.exchange);
+                (exchange, snapshot.assets, snapshot.sectors)
+            }
+            _ => {
+                let model = MarketModel::new(&universe, settings.seed);
+                (Exchange::new(Arc::clone(&universe), rules.clone()), model.assets, model.sectors)
+            }
+        };
+        let metrics = Arc::new(EngineMetrics::default());
+        let store_healthy = Arc::new(AtomicBool::new(true));
+        let persistence = PersistenceActor::new(
+            Arc::clone(&deps.store),
+            Arc::clone(&metrics),
+            Arc::clone(&store_healthy),
+            settings.flush_batch_events_max,
+            settings.flush_interval_ms,
+        )
+        .start();
+        let market_arbiter = Arbiter::new();
+        let portfolio_arbiter = Arbiter::new().handle();
+        let parts = MarketParts {
+            exchange,
+            models,
+            sectors: sectors.clone(),
+            settings: settings.clone(),
+            clock: Arc::clone(&deps.clock),
+            store: Arc::clone(&deps.store),
+            notifier: deps.notifier,
+            persistence,
+            metrics: Arc::clone(&metrics),
+            store_healthy: Arc::clone(&store_healthy),
+            portfolio_arbiter,
+        };
+        let market = MarketActor::start_in_arbiter(&market_arbiter.handle(), move |_| MarketActor::new(parts));
+        let assets = market.send(GetAssetActors).await.map_err(|_| EngineError::Stopped)?;
+        let (clock, interval, categories) =
+            (Arc::clone(&deps.clock), settings.tick_interval_ms, universe.asset_categories().to_vec());
+        let (market_for_ticker, autonomous) = (market.clone(), deps.autonomous_ticker);
+        let ticker = TickerActor::start_in_arbiter(&market_arbiter.handle(), move |_| {
+            TickerActor::new(clock, interval, market_for_ticker, assets, sectors, categories, autonomous)
+        });
+        Ok(Self {
+            market,
+            ticker,
+            universe,
+            rules,
+            metrics,
+            store_healthy,
+            batch_commands_max: settings.batch_commands_max.max(1),
+        })
+    }
+
+    /// The asset universe.
+    #[must_use]
+    pub fn universe(&self) -> &Arc<Universe> {
+        &self.universe
+    }
+
+    /// The market's rules.
+    #[must_use]
+    pub fn rules(&self) -> &MarketRules {
+        &self.rules
+    }
+
+    /// The engine's counters.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<EngineMetrics> {
+        &self.metrics
+    }
+
+    /// Whether the store took the last flush.
+    #[must_use]
+    pub fn store_healthy(&self) -> bool {
+        self.store_healthy.load(Ordering::SeqCst)
+    }
+
+    /// Runs commands in order; each result arrives once durable. Batches
+    /// larger than one market message are split.
+    ///
+    /// # Errors
+    /// `Stopped` if the market is gone.
+    pub async fn execute(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, EngineError> {
+        if commands.len() <= self.batch_commands_max {
+            return self.market.send(ExecuteBatch(commands)).await.map_err(|_| EngineError::Stopped);
+        }
+        let mut results = Vec::with_capacity(commands.len());
+        for chunk in commands.chunks(self.batch_commands_max) {
+            let part = self.market.send(ExecuteBatch(chunk.to_vec())).await.map_err(|_| EngineError::Stopped)?;
+            results.extend(part);
+        }
+        Ok(results)
+    }
+
+    /// Runs one command.
+    ///
+    /// # Errors
+    /// The command's `Rejection`; `Unavailable` if the engine stopped.
+    pub async fn execute_one(&self, command: Command) -> Result<Outcome, Rejection> {
+        match self.execute(vec![command]).await {
+            Ok(mut results) => results.pop().unwrap_or(Err(Rejection::Unavailable)),
+            Err(_) => Err(Rejection::Unavailable),
+        }
+    }
+
+    /// Every asset's quote.
+    ///
+    /// # Errors
+    /// `Stopped` if the market is gone.
+    pub async fn quotes(&self) -> Result<Vec<Quote>, EngineError> {
+        self.market.send(GetQuotes).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// A player's ledger from the sequencer, loading the player if needed;
+    /// `None` for a player without an account.
+    ///
+    /// # Errors
+    /// `Unavailable` when the store cannot load the player.
+    pub async fn ledger(&self, player: PlayerId) -> Result<Option<PlayerLedger>, Rejection> {
+        let ledger = self.market.send(GetLedger { player }).await.map_err(|_| Rejection::Unavailable)?;
+        if ledger.is_some() {
+            return Ok(ledger);
+        }
+        self.activate(player).await?;
+        self.market.send(GetLedger { player }).await.map_err(|_| Rejection::Unavailable)
+    }
+
+    /// A player's portfolio as their portfolio actor projects it.
+    ///
+    /// # Errors
+    /// `Unavailable` when the player cannot be loaded.
+    pub async fn portfolio(&self, player: PlayerId) -> Result<Option<PortfolioView>, Rejection> {
+        let mut actor = self.market.send(GetPortfolioActor { player }).await.map_err(|_| Rejection::Unavailable)?;
+        if actor.is_none() {
+            self.activate(player).await?;
+            actor = self.market.send(GetPortfolioActor { player }).await.map_err(|_| Rejection::Unavailable)?;
+        }
+        match actor {
+            Some(addr) => addr.send(GetPortfolio).await.map(Some).map_err(|_| Rejection::Unavailable),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads a player (without opening an account).
+    async fn activate(&self, player: PlayerId) -> Result<(), Rejection> {
+        // Cancelling a non-existent order is a no-op that still loads the player.
+        let probe = Command::Cancel { player, order: crate::domain::ids::OrderId(0) };
+        match self.execute_one(probe).await {
+            Err(Rejection::Unavailable) => Err(Rejection::Unavailable),
+            Err(Rejection::Busy) => Err(Rejection::Busy),
+            _ => Ok(()),
+        }
+    }
+
+    /// The exchange's whole state.
+    ///
+    /// # Errors
+    /// `Stopped` if the market is gone.
+    pub async fn state(&self) -> Result<ExchangeState, EngineError> {
+        self.market.send(GetState).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Steps the market one minute now.
+    ///
+    /// # Errors
+    /// `Stopped` if the ticker is gone.
+    pub async fn step(&self) -> Result<Option<PricesChanged>, EngineError> {
+        self.ticker.send(StepNow).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// Subscribes to price changes.
+    pub fn subscribe(&self, subscriber: Recipient<PricesChanged>) {
+        self.ticker.do_send(Subscribe(subscriber));
+    }
+
+    /// Stops taking work, flushes everything and saves a snapshot.
+    ///
+    /// # Errors
+    /// The store's error if the final flush or snapshot failed.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        self.market.send(Shutdown).await.map_err(|_| EngineError::Stopped)?.map_err(EngineError::from)
+    }
+}

@@ -1,0 +1,613 @@
+//! `MarketActor`: the supervisor and single sequencer. Every command passes
+//! through it and is applied to the `Exchange` synchronously, in arrival
+//! order, with no I/O awaited mid-command; the resulting events go to the
+//! persistence actor, and callers hear back only once their batch is durable.
+//! It creates the asset actors, activates a portfolio actor per active player
+//! and passivates it when idle, and rebuilds a stopped child from its state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
+use tokio::sync::oneshot;
+
+use crate::asset::{AssetActor, StepResult};
+use crate::clock::SharedClock;
+use crate::config::EngineSettings;
+use crate::domain::account::Account;
+use crate::domain::command::{Command, Outcome};
+use crate::domain::event::{CancelReason, Event, Stamped, Tick};
+use crate::domain::exchange::{Exchange, ExchangeState, Quote};
+use crate::domain::ids::{AssetId, PlayerId};
+use crate::domain::ledger::PlayerLedger;
+use crate::domain::price_model::{AssetModel, News, SectorModel};
+use crate::domain::rejection::Rejection;
+use crate::metrics::EngineMetrics;
+use crate::persistence::{FlushAll, PersistEvents, PersistenceActor};
+use crate::portfolio::{Hydrate, PlayerEvents, PortfolioActor};
+use crate::ports::{MarketSnapshot, Notice, Notifier, Store, StoreError};
+
+/// The result of one command, as its caller sees it.
+pub type CommandResult = Result<Outcome, Rejection>;
+
+/// Commands to apply in order; each gets its own result, delivered once the
+/// events they caused are durable.
+#[derive(Message)]
+#[rtype(result = "Vec<CommandResult>")]
+pub struct ExecuteBatch(pub Vec<Command>);
+
+/// A portfolio actor's load of its player finished.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AccountLoaded {
+    pub player: PlayerId,
+    pub result: Result<Option<Account>, StoreError>,
+    pub portfolio: Addr<PortfolioActor>,
+}
+
+/// An idle portfolio actor asks to be let go; `true` = granted.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct Passivate {
+    pub player: PlayerId,
+}
+
+/// The models' new minute, from the ticker.
+#[derive(Message)]
+#[rtype(result = "PricesChanged")]
+pub struct ApplyTicks {
+    pub steps: Vec<StepResult>,
+    pub sectors: Vec<SectorModel>,
+}
+
+/// Prices after a market minute, for subscribers (alerts, play page, fan-out).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PricesChanged {
+    pub minute: u64,
+    pub quotes: Arc<Vec<Quote>>,
+    pub news: Arc<Vec<(AssetId, News)>>,
+}
+
+/// A stopped asset actor must be rebuilt from its last known model state.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<AssetActor>>")]
+pub struct RestartAsset {
+    pub asset: AssetId,
+}
+
+/// All current quotes.
+#[derive(Message)]
+#[rtype(result = "Vec<Quote>")]
+pub struct GetQuotes;
+
+/// A loaded player's ledger straight from the sequencer.
+#[derive(Message)]
+#[rtype(result = "Option<PlayerLedger>")]
+pub struct GetLedger {
+    pub player: PlayerId,
+}
+
+/// The portfolio actor of an active player.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<PortfolioActor>>")]
+pub struct GetPortfolioActor {
+    pub player: PlayerId,
+}
+
+/// The exchange's state (tests, audits).
+#[derive(Message)]
+#[rtype(result = "ExchangeState")]
+pub struct GetState;
+
+/// The asset actors, in asset order (for the ticker).
+#[derive(Message)]
+#[rtype(result = "Vec<Addr<AssetActor>>")]
+pub struct GetAssetActors;
+
+/// Stop taking work, flush everything and save a snapshot.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Shutdown;
+
+/// What the market is built from.
+pub struct MarketParts {
+    pub exchange: Exchange,
+    pub models: Vec<AssetModel>,
+    pub sectors: Vec<SectorModel>,
+    pub settings: EngineSettings,
+    pub clock: SharedClock,
+    pub store: Arc<dyn Store>,
+    pub notifier: Arc<dyn Notifier>,
+    pub persistence: Addr<PersistenceActor>,
+    pub metrics: Arc<EngineMetrics>,
+    pub store_healthy: Arc<AtomicBool>,
+    pub portfolio_arbiter: ArbiterHandle,
+}
+
+/// A command waiting for its player's ledger to load.
+struct Parked {
+    command: Command,
+    reply: oneshot::Sender<CommandResult>,
+}
+
+/// Supervisor and sequencer of one market.
+pub struct MarketActor {
+    exchange: Exchange,
+    models: Vec<AssetModel>,
+    sectors: Vec<SectorModel>,
+    assets: Vec<Addr<AssetActor>>,
+    settings: EngineSettings,
+    clock: SharedClock,
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+    persistence: Addr<PersistenceActor>,
+    metrics: Arc<EngineMetrics>,
+    store_healthy: Arc<AtomicBool>,
+    portfolio_arbiter: ArbiterHandle,
+    portfolios: FxHashMap<PlayerId, Addr<PortfolioActor>>,
+    /// Players whose load found no account (they must /start).
+    absent: FxHashSet<PlayerId>,
+    activating: FxHashMap<PlayerId, Vec<Parked>>,
+    /// Ledgers let go before their last events were durable, by that event's seq.
+    detached: FxHashMap<PlayerId, (Account, u64)>,
+    durable_seq: u64,
+    closing: bool,
+}
+
+impl MarketActor {
+    /// A market over `parts`; asset actors start with it.
+    #[must_use]
+    pub fn new(parts: MarketParts) -> Self {
+        let durable_seq = parts.exchange.next_seq().saturating_sub(1);
+        Self {
+            exchange: parts.exchange,
+            models: parts.models,
+            sectors: parts.sectors,
+            assets: Vec::new(),
+            settings: parts.settings,
+            clock: parts.clock,
+            store: parts.store,
+            notifier: parts.notifier,
+            persistence: parts.persistence,
+            metrics: parts.metrics,
+            store_healthy: parts.store_healthy,
+            portfolio_arbiter: parts.portfolio_arbiter,
+            portfolios: FxHashMap::default(),
+            absent: FxHashSet::default(),
+            activating: FxHashMap::default(),
+            detached: FxHashMap::default(),
+            durable_seq,
+            closing: false,
+        }
+    }
+
+    fn is_loaded(&self, player: PlayerId) -> bool {
+        self.exchange.account(player).is_some() || self.absent.contains(&player)
+    }
+
+    /// Why new work must be refused right now, if it must.
+    fn admission(&self) -> Option<Rejection> {
+        if self.closing || !self.store_healthy.load(Ordering::SeqCst) {
+            return Some(Rejection::Unavailable);
+        }
+        let pending = self.metrics.pending_events.load(Ordering::Relaxed);
+        if pending >= self.settings.pending_events_max as u64 {
+            return Some(Rejection::Busy);
+        }
+        None
+    }
+
+    /// Applies one command whose player is loaded.
+    fn apply_command(&mut self, command: &Command, now_ms: i64, out: &mut Vec<Stamped>) -> CommandResult {
+        if let Command::Open { player } = command {
+            self.absent.remove(player);
+        }
+        let result = self.exchange.execute(command, now_ms, out);
+        self.metrics.commands.fetch_add(1, Ordering::Relaxed);
+        match &result {
+            Ok(Outcome::Placed(crate::domain::exchange::Placed::Filled(_))) => {
+                self.metrics.trades.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                self.metrics.rejections.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn start_activation(&mut self, player: PlayerId, ctx: &mut Context<Self>) {
+        if let Some((account, _)) = self.detached.remove(&player) {
+            // Its newest state is still in memory: no need to ask the store.
+            self.exchange.attach(player, account);
+            self.spawn_portfolio(player, ctx);
+            return;
+        }
+        self.activating.entry(player).or_default();
+        let me = ctx.address();
+        let (store, clock, metrics, idle_ms) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.metrics),
+            self.settings.portfolio_idle_ms,
+        );
+        PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
+            PortfolioActor::new(player, me, store, clock, metrics, idle_ms)
+        });
+    }
+
+    /// Starts a portfolio actor for an already loaded player and hydrates it.
+    fn spawn_portfolio(&mut self, player: PlayerId, ctx: &mut Context<Self>) {
+        let me = ctx.address();
+        let (store, clock, metrics, idle_ms) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.metrics),
+            self.settings.portfolio_idle_ms,
+        );
+        let addr = PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
+            PortfolioActor::new(player, me, store, clock, metrics, idle_ms).loaded()
+        });
+        addr.do_send(Hydrate { ledger: self.ledger_of(player), seq: self.exchange.next_seq().saturating_sub(1) });
+        self.portfolios.insert(player, addr);
+    }
+
+    fn ledger_of(&self, player: PlayerId) -> PlayerLedger {
+        let account = self.exchange.account(player).cloned().unwrap_or_default();
+        PlayerLedger::new(account, self.exchange.orders_of(player).copied().collect())
+    }
+
+    /// Hands events to persistence; the receiver fires once they are durable.
+    fn persist(&mut self, events: Vec<Stamped>) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (ack, done) = oneshot::channel();
+        self.metrics.pending_events.fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.persistence.do_send(PersistEvents { events, ack });
+        done
+    }
+
+    /// Copies of each active player's events, to send once durable.
+    fn route(&self, events: &[Stamped]) -> Vec<(Addr<PortfolioActor>, Vec<Stamped>)> {
+        let mut routed: FxHashMap<PlayerId, Vec<Stamped>> = FxHashMap::default();
+        for stamped in events {
+            if let Some(player) = stamped.event.player()
+                && self.portfolios.contains_key(&player)
+            {
+                routed.entry(player).or_default().push(stamped.clone());
+            }
+        }
+        routed
+            .into_iter()
+            .filter_map(|(player, events)| self.portfolios.get(&player).map(|addr| (addr.clone(), events)))
+            .collect()
+    }
+
+    /// Notices for players about fills they did not ask for just now.
+    fn notices(events: &[Stamped]) -> Vec<(PlayerId, Notice)> {
+        events
+            .iter()
+            .filter_map(|stamped| match &stamped.event {
+                Event::Traded(trade) if trade.order.is_some() => Some((trade.player, Notice::OrderFilled(*trade))),
+                Event::OrderCancelled { order, player, reason: CancelReason::Unfillable } => {
+                    Some((*player, Notice::OrderDropped { order: *order }))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// After a batch is durable: advance the durable mark, forget detached
+    /// ledgers the store now has, and feed portfolio projections.
+    fn on_durable(&mut self, last_seq: u64, routed: Vec<(Addr<PortfolioActor>, Vec<Stamped>)>) {
+        self.durable_seq = self.durable_seq.max(last_seq);
+        let durable = self.durable_seq;
+        if !self.detached.is_empty() {
+            self.detached.retain(|_, (_, seq)| *seq > durable);
+        }
+        for (addr, events) in routed {
+            addr.do_send(PlayerEvents(events));
+        }
+    }
+
+    /// Persists `events` and runs `finish` once they are durable (or failed).
+    fn after_durable<R, F>(&mut self, events: Vec<Stamped>, finish: F) -> ResponseActFuture<Self, R>
+    where
+        R: 'static,
+        F: FnOnce(bool, &mut Self) -> R + 'static,
+    {
+        if events.is_empty() {
+            let value = finish(true, self);
+            return Box::pin(fut::ready(value));
+        }
+        let last_seq = events.last().map_or(0, |e| e.seq);
+        let routed = self.route(&events);
+        let notices = Self::notices(&events);
+        let done = self.persist(events);
+        Box::pin(async move { matches!(done.await, Ok(Ok(()))) }.into_actor(self).map(move |durable, actor, _| {
+            if durable {
+                actor.on_durable(last_seq, routed);
+                for (player, notice) in notices {
+                    actor.notifier.notify(player, notice);
+                }
+            }
+            finish(durable, actor)
+        }))
+    }
+
+    fn run_parked(&mut self, player: PlayerId, ctx: &mut Context<Self>) {
+        let parked = self.activating.remove(&player).unwrap_or_default();
+        if parked.is_empty() {
+            return;
+        }
+        let now_ms = self.clock.now_ms();
+        let mut out = Vec::new();
+        let mut replies = Vec::with_capacity(parked.len());
+        for Parked { command, reply } in parked {
+            let result = match self.admission() {
+                Some(refusal) => Err(refusal),
+                None => self.apply_command(&command, now_ms, &mut out),
+            };
+            replies.push((reply, result));
+        }
+        let finish = self.after_durable(out, move |durable, _| {
+            for (reply, result) in replies {
+                let _ = reply.send(if durable { result } else { Err(Rejection::Unavailable) });
+            }
+        });
+        ctx.spawn(finish);
+    }
+}
+
+impl Actor for MarketActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+        self.assets = self
+            .models
+            .iter()
+            .cloned()
+            .zip(self.exchange.universe().ids())
+            .map(|(model, asset)| AssetActor::new(asset, model).start())
+            .collect();
+    }
+}
+
+impl Handler<ExecuteBatch> for MarketActor {
+    type Result = ResponseActFuture<Self, Vec<CommandResult>>;
+
+    fn handle(&mut self, ExecuteBatch(commands): ExecuteBatch, ctx: &mut Context<Self>) -> Self::Result {
+        let now_ms = self.clock.now_ms();
+        let admission = self.admission();
+        let mut out = Vec::with_capacity(commands.len() * 2);
+        let mut results: Vec<Result<CommandResult, oneshot::Receiver<CommandResult>>> =
+            Vec::with_capacity(commands.len());
+        for (index, command) in commands.iter().enumerate() {
+            if let Some(refusal) = &admission {
+                self.metrics.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                results.push(Ok(Err(refusal.clone())));
+                continue;
+            }
+            if index >= self.settings.batch_commands_max {
+                results.push(Ok(Err(Rejection::Busy)));
+                continue;
+            }
+            match command.player() {
+                Some(player) if !self.is_loaded(player) => {
+                    let (reply, receiver) = oneshot::channel();
+                    if !self.activating.contains_key(&player) {
+                        self.start_activation(player, ctx);
+                    }
+                    if self.is_loaded(player) {
+                        // Reattached from memory synchronously.
+                        results.push(Ok(self.apply_command(command, now_ms, &mut out)));
+                    } else {
+                        self.activating.entry(player).or_default().push(Parked { command: *command, reply });
+                        results.push(Err(receiver));
+                    }
+                }
+                _ => results.push(Ok(self.apply_command(command, now_ms, &mut out))),
+            }
+        }
+        let durable = self.after_durable(out, |durable, _| durable);
+        Box::pin(durable.then(|durable, actor, _| {
+            async move {
+                let mut settled = Vec::with_capacity(results.len());
+                for result in results {
+                    settled.push(match result {
+                        Ok(result) if durable || result.is_err() => result,
+                        Ok(_) => Err(Rejection::Unavailable),
+                        Err(parked) => parked.await.unwrap_or(Err(Rejection::Unavailable)),
+                    });
+                }
+                settled
+            }
+            .into_actor(actor)
+        }))
+    }
+}
+
+impl Handler<AccountLoaded> for MarketActor {
+    type Result = ();
+
+    fn handle(&mut self, loaded: AccountLoaded, ctx: &mut Context<Self>) {
+        let player = loaded.player;
+        match loaded.result {
+            Ok(found) => {
+                if let Some(account) = found {
+                    self.exchange.attach(player, account);
+                } else if self.exchange.account(player).is_none() {
+                    self.absent.insert(player);
+                }
+                loaded.portfolio.do_send(Hydrate {
+                    ledger: self.ledger_of(player),
+                    seq: self.exchange.next_seq().saturating_sub(1),
+                });
+                self.portfolios.insert(player, loaded.portfolio);
+                self.run_parked(player, ctx);
+            }
+            Err(error) => {
+                tracing::warn!(%error, %player, "could not load player");
+                for parked in self.activating.remove(&player).unwrap_or_default() {
+                    let _ = parked.reply.send(Err(Rejection::Unavailable));
+                }
+                // The actor that failed to load is not kept.
+                drop(loaded.portfolio);
+            }
+        }
+    }
+}
+
+impl Handler<Passivate> for MarketActor {
+    type Result = bool;
+
+    fn handle(&mut self, Passivate { player }: Passivate, _: &mut Context<Self>) -> bool {
+        if self.activating.contains_key(&player) {
+            return false;
+        }
+        if self.absent.remove(&player) {
+            self.portfolios.remove(&player);
+            return true;
+        }
+        match self.exchange.detach(player) {
+            Some(account) => {
+                let last_seq = self.exchange.next_seq().saturating_sub(1);
+                if last_seq > self.durable_seq {
+                    self.detached.insert(player, (account, last_seq));
+                }
+                self.portfolios.remove(&player);
+                true
+            }
+            None => self.exchange.account(player).is_none() && self.portfolios.remove(&player).is_some(),
+        }
+    }
+}
+
+impl Handler<ApplyTicks> for MarketActor {
+    type Result = ResponseActFuture<Self, PricesChanged>;
+
+    fn handle(&mut self, message: ApplyTicks, _: &mut Context<Self>) -> Self::Result {
+        let now_ms = self.clock.now_ms();
+        let mut out = Vec::with_capacity(message.steps.len() + 8);
+        let mut news = Vec::new();
+        let mut minute = 0;
+        for step in message.steps {
+            let asset = step.asset;
+            minute = minute.max(step.minute);
+            let tick = Tick {
+                asset,
+                minute: step.minute,
+                model_mid: step.tick.mid,
+                sigma_daily: step.tick.sigma_daily,
+                halted: step.tick.halted,
+            };
+            self.exchange.tick(tick, now_ms, &mut out);
+            if let Some(item) = step.tick.news {
+                news.push((asset, item));
+            }
+            if let Some(slot) = self.models.get_mut(asset.index()) {
+                *slot = *step.model;
+            }
+        }
+        self.sectors = message.sectors;
+        self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
+        let trades = out.iter().filter(|e| matches!(e.event, Event::Traded(_))).count() as u64;
+        self.metrics.trades.fetch_add(trades, Ordering::Relaxed);
+        self.after_durable(out, move |_, actor| {
+            let quotes = actor.exchange.universe().ids().filter_map(|asset| actor.exchange.quote(asset)).collect();
+            PricesChanged { minute, quotes: Arc::new(quotes), news: Arc::new(news) }
+        })
+    }
+}
+
+impl Handler<RestartAsset> for MarketActor {
+    type Result = Option<Addr<AssetActor>>;
+
+    fn handle(&mut self, RestartAsset { asset }: RestartAsset, _: &mut Context<Self>) -> Self::Result {
+        let model = self.models.get(asset.index())?.clone();
+        tracing::warn!(asset = asset.0, "asset actor stopped; rebuilding it from its last state");
+        let addr = AssetActor::new(asset, model).start();
+        if let Some(slot) = self.assets.get_mut(asset.index()) {
+            *slot = addr.clone();
+        }
+        Some(addr)
+    }
+}
+
+impl Handler<GetQuotes> for MarketActor {
+    type Result = Vec<Quote>;
+
+    fn handle(&mut self, _: GetQuotes, _: &mut Context<Self>) -> Vec<Quote> {
+        self.exchange.universe().ids().filter_map(|asset| self.exchange.quote(asset)).collect()
+    }
+}
+
+impl Handler<GetLedger> for MarketActor {
+    type Result = Option<PlayerLedger>;
+
+    fn handle(&mut self, GetLedger { player }: GetLedger, _: &mut Context<Self>) -> Self::Result {
+        self.exchange.account(player).map(|_| self.ledger_of(player))
+    }
+}
+
+impl Handler<GetPortfolioActor> for MarketActor {
+    type Result = Option<Addr<PortfolioActor>>;
+
+    fn handle(&mut self, GetPortfolioActor { player }: GetPortfolioActor, ctx: &mut Context<Self>) -> Self::Result {
+        let addr = self.portfolios.get(&player)?.clone();
+        if addr.connected() {
+            return Some(addr);
+        }
+        // Supervision: the actor died; rebuild it from the sequencer's ledger.
+        tracing::warn!(%player, "portfolio actor stopped; rebuilding it from the ledger");
+        self.portfolios.remove(&player);
+        self.exchange.account(player)?;
+        self.spawn_portfolio(player, ctx);
+        self.portfolios.get(&player).cloned()
+    }
+}
+
+impl Handler<GetState> for MarketActor {
+    type Result = MessageResult<GetState>;
+
+    fn handle(&mut self, _: GetState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.exchange.state())
+    }
+}
+
+impl Handler<GetAssetActors> for MarketActor {
+    type Result = Vec<Addr<AssetActor>>;
+
+    fn handle(&mut self, _: GetAssetActors, _: &mut Context<Self>) -> Self::Result {
+        self.assets.clone()
+    }
+}
+
+impl Handler<Shutdown> for MarketActor {
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.closing = true;
+        let flush = self.persistence.send(FlushAll);
+        Box::pin(
+            async move { flush.await.map_err(|_| StoreError::Unavailable("persistence stopped".into()))? }
+                .into_actor(self)
+                .then(|flushed, actor, _| {
+                    let mut state = actor.exchange.state();
+                    state.accounts.clear();
+                    let snapshot = MarketSnapshot {
+                        exchange: state,
+                        sectors: actor.sectors.clone(),
+                        assets: actor.models.clone(),
+                    };
+                    let save = actor.store.save_market(Arc::new(snapshot));
+                    async move {
+                        flushed?;
+                        save.await
+                    }
+                    .into_actor(actor)
+                }),
+        )
+    }
+}
