@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use crate::asset::{AssetActor, StepResult};
@@ -154,6 +155,8 @@ pub struct MarketActor {
     detached: FxHashMap<PlayerId, (Account, u64)>,
     durable_seq: u64,
     closing: bool,
+    /// Scratch space of `route`, kept to reuse its allocation.
+    routing: FxHashMap<PlayerId, SmallVec<[Stamped; 2]>>,
 }
 
 impl MarketActor {
@@ -180,6 +183,7 @@ impl MarketActor {
             detached: FxHashMap::default(),
             durable_seq,
             closing: false,
+            routing: FxHashMap::default(),
         }
     }
 
@@ -268,19 +272,15 @@ impl MarketActor {
     }
 
     /// Copies of each active player's events, to send once durable.
-    fn route(&self, events: &[Stamped]) -> Vec<(Addr<PortfolioActor>, Vec<Stamped>)> {
-        let mut routed: FxHashMap<PlayerId, Vec<Stamped>> = FxHashMap::default();
+    fn route(&mut self, events: &[Stamped]) -> Vec<(PlayerId, SmallVec<[Stamped; 2]>)> {
         for stamped in events {
             if let Some(player) = stamped.event.player()
                 && self.portfolios.contains_key(&player)
             {
-                routed.entry(player).or_default().push(stamped.clone());
+                self.routing.entry(player).or_default().push(stamped.clone());
             }
         }
-        routed
-            .into_iter()
-            .filter_map(|(player, events)| self.portfolios.get(&player).map(|addr| (addr.clone(), events)))
-            .collect()
+        self.routing.drain().collect()
     }
 
     /// Notices for players about fills they did not ask for just now.
@@ -299,14 +299,16 @@ impl MarketActor {
 
     /// After a batch is durable: advance the durable mark, forget detached
     /// ledgers the store now has, and feed portfolio projections.
-    fn on_durable(&mut self, last_seq: u64, routed: Vec<(Addr<PortfolioActor>, Vec<Stamped>)>) {
+    fn on_durable(&mut self, last_seq: u64, routed: Vec<(PlayerId, SmallVec<[Stamped; 2]>)>) {
         self.durable_seq = self.durable_seq.max(last_seq);
         let durable = self.durable_seq;
         if !self.detached.is_empty() {
             self.detached.retain(|_, (_, seq)| *seq > durable);
         }
-        for (addr, events) in routed {
-            addr.do_send(PlayerEvents(events));
+        for (player, events) in routed {
+            if let Some(addr) = self.portfolios.get(&player) {
+                addr.do_send(PlayerEvents(events));
+            }
         }
     }
 

@@ -109,10 +109,15 @@ impl PersistenceActor {
         }
         let batch: Vec<Waiting> = self.queue.drain(..take).collect();
         self.queued_events -= taken_events;
-        let mut events = Vec::with_capacity(taken_events);
+        let mut events: Vec<Stamped> = Vec::new();
         let mut acks = Vec::with_capacity(batch.len());
         for waiting in batch {
-            events.extend(waiting.events);
+            if events.is_empty() {
+                events = waiting.events; // the common single-batch flush moves, not copies
+                events.reserve(taken_events.saturating_sub(events.len()));
+            } else {
+                events.extend(waiting.events);
+            }
             acks.push(waiting.ack);
         }
         self.in_flight = true;

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
+use smallvec::SmallVec;
 
 use crate::clock::SharedClock;
 use crate::domain::event::Stamped;
@@ -17,10 +18,11 @@ use crate::market::{AccountLoaded, MarketActor, Passivate};
 use crate::metrics::EngineMetrics;
 use crate::ports::Store;
 
-/// The player's own events of one market batch, in log order.
+/// The player's own events of one market batch, in log order (usually one,
+/// so they travel inline).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct PlayerEvents(pub Vec<Stamped>);
+pub struct PlayerEvents(pub SmallVec<[Stamped; 2]>);
 
 /// Replaces the projection (after activation or a supervisor restart) with
 /// the ledger as of event `seq`.
@@ -55,6 +57,9 @@ pub struct PortfolioActor {
     ledger: PlayerLedger,
     last_seq: u64,
     needs_load: bool,
+    /// Set by every message; the idle check turns it into a timestamp, so
+    /// the hot path never reads the clock.
+    touched: bool,
 }
 
 impl PortfolioActor {
@@ -80,6 +85,7 @@ impl PortfolioActor {
             ledger: PlayerLedger::default(),
             last_seq: 0,
             needs_load: true,
+            touched: false,
         }
     }
 
@@ -92,6 +98,10 @@ impl PortfolioActor {
     }
 
     fn check_idle(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::take(&mut self.touched) {
+            self.last_active_ms = self.clock.now_ms();
+            return;
+        }
         let idle_for = self.clock.now_ms().saturating_sub(self.last_active_ms);
         if u64::try_from(idle_for).unwrap_or(0) < self.idle_ms {
             return;
@@ -144,7 +154,7 @@ impl Handler<PlayerEvents> for PortfolioActor {
                 self.last_seq = stamped.seq;
             }
         }
-        self.last_active_ms = self.clock.now_ms();
+        self.touched = true;
     }
 }
 
@@ -161,7 +171,7 @@ impl Handler<GetPortfolio> for PortfolioActor {
     type Result = PortfolioView;
 
     fn handle(&mut self, _: GetPortfolio, _: &mut Context<Self>) -> PortfolioView {
-        self.last_active_ms = self.clock.now_ms();
+        self.touched = true;
         PortfolioView { ledger: self.ledger.clone(), last_seq: self.last_seq }
     }
 }

@@ -52,10 +52,10 @@ impl Default for ModelParams {
             garch_beta: 0.88,
             reversion_half_life_days: 5.0,
             fair_value_vol_daily: 0.005,
-            jump_rate_daily: 0.5,
-            jump_sigma: 0.02,
+            jump_rate_daily: 0.3,
+            jump_sigma: 0.012,
             earnings_interval_days: 7.0,
-            earnings_jump_sigma: 0.04,
+            earnings_jump_sigma: 0.025,
             liquidity_shares: 50_000.0,
             spread_bps: 10.0,
         }

@@ -148,7 +148,10 @@ fn average_offset(k: f64, v: f64, dq: f64) -> f64 {
     if dq == 0.0 {
         return offset(k, v);
     }
-    let antiderivative = |x: f64| k * (2.0 / 3.0) * x.abs().powf(1.5);
+    let antiderivative = |x: f64| {
+        let magnitude = x.abs();
+        k * (2.0 / 3.0) * magnitude * magnitude.sqrt()
+    };
     (antiderivative(v + dq) - antiderivative(v)) / dq
 }
 

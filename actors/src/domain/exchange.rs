@@ -224,7 +224,7 @@ impl Exchange {
         if qty > self.rules.order_qty_max {
             return Err(Rejection::OrderTooLarge { qty_max: self.rules.order_qty_max });
         }
-        let book = self.books.get(request.asset.index()).ok_or(Rejection::BadTicker { given: ticker.to_string() })?;
+        let book = self.books.get(request.asset.index()).ok_or(Rejection::UnknownTicker { ticker })?;
         if book.halted() {
             return Err(Rejection::Halted { ticker, resumes_at_ms: 0 });
         }
@@ -478,7 +478,7 @@ impl Exchange {
     }
 
     fn ticker(&self, asset: AssetId) -> Result<super::ids::Ticker, Rejection> {
-        self.universe.ticker(asset).ok_or(Rejection::BadTicker { given: format!("#{}", asset.0) })
+        self.universe.ticker(asset).ok_or_else(|| Rejection::BadTicker { given: format!("#{}", asset.0) })
     }
 
     fn find_resting(&self, order: OrderId) -> Option<RestingOrder> {

@@ -24,11 +24,12 @@ pub const BREAKER_WINDOW_MINUTES: u64 = 15;
 pub const HALT_MINUTES: u64 = 10;
 
 /// Volatility multiplier of the volatile regime.
-const VOLATILE_REGIME_MULTIPLIER: f64 = 1.8;
-/// Per-minute chance of entering the volatile regime (about once in 3 days).
-const ENTER_VOLATILE_PER_MINUTE: f64 = 1.0 / (3.0 * MINUTES_PER_DAY);
-/// Per-minute chance of leaving it (lasts about 6 hours).
-const LEAVE_VOLATILE_PER_MINUTE: f64 = 1.0 / 360.0;
+const VOLATILE_REGIME_MULTIPLIER: f64 = 2.2;
+/// Per-minute chance of entering the volatile regime (about once a day).
+const ENTER_VOLATILE_PER_MINUTE: f64 = 1.0 / MINUTES_PER_DAY;
+/// Per-minute chance of leaving it (lasts about 4 hours, so an asset is
+/// volatile about 14% of the time).
+const LEAVE_VOLATILE_PER_MINUTE: f64 = 1.0 / 240.0;
 /// A single shock never exceeds this many log units (keeps variance finite).
 const SHOCK_CAP: f64 = 0.5;
 

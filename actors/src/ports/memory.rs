@@ -16,9 +16,30 @@ use crate::domain::rules::MarketRules;
 use super::{BoxFuture, MarketSnapshot, Store, StoreError};
 
 struct Inner {
-    log: Vec<Stamped>,
+    /// The log as the batches that were appended (shared, never copied).
+    log: Vec<Arc<Vec<Stamped>>>,
+    len: usize,
+    /// How many batches the projection has seen (it catches up on reads).
+    applied: usize,
     projection: Exchange,
     snapshot: Option<Arc<MarketSnapshot>>,
+}
+
+impl Inner {
+    fn catch_up(&mut self) {
+        for event in self.log.iter().skip(self.applied).flat_map(|batch| batch.iter()) {
+            self.projection.apply(event);
+        }
+        self.applied = self.log.len();
+    }
+
+    fn events(&self) -> impl Iterator<Item = &Stamped> {
+        self.log.iter().flat_map(|batch| batch.iter())
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.log.iter().rev().find_map(|batch| batch.last()).map_or(0, |last| last.seq)
+    }
 }
 
 /// An in-memory event store.
@@ -32,7 +53,8 @@ impl MemoryStore {
     /// An empty store for a market of `universe` under `rules`.
     #[must_use]
     pub fn new(universe: Arc<Universe>, rules: MarketRules) -> Self {
-        let inner = Inner { log: Vec::new(), projection: Exchange::new(universe, rules), snapshot: None };
+        let inner =
+            Inner { log: Vec::new(), len: 0, applied: 0, projection: Exchange::new(universe, rules), snapshot: None };
         Self { inner: Arc::new(Mutex::new(inner)), available: Arc::new(AtomicBool::new(true)) }
     }
 
@@ -44,13 +66,13 @@ impl MemoryStore {
     /// A copy of the whole log.
     #[must_use]
     pub fn log(&self) -> Vec<Stamped> {
-        self.inner.lock().map(|inner| inner.log.clone()).unwrap_or_default()
+        self.inner.lock().map(|inner| inner.events().cloned().collect()).unwrap_or_default()
     }
 
     /// Number of events stored.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|inner| inner.log.len()).unwrap_or(0)
+        self.inner.lock().map(|inner| inner.len).unwrap_or(0)
     }
 
     /// Whether nothing is stored.
@@ -77,21 +99,22 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append(&self, events: Arc<Vec<Stamped>>) -> BoxFuture<Result<(), StoreError>> {
         let result = self.with(|inner| {
-            let expected = inner.log.last().map_or(1, |last| last.seq + 1);
+            let expected = inner.last_seq() + 1;
             if events.first().is_some_and(|first| first.seq != expected) {
                 return Err(StoreError::Invalid(format!("gap in the log: expected seq {expected}")));
             }
-            for event in events.iter() {
-                inner.projection.apply(event);
-            }
-            inner.log.extend(events.iter().cloned());
+            inner.len += events.len();
+            inner.log.push(events);
             Ok(())
         });
         Box::pin(async move { result })
     }
 
     fn load_account(&self, player: PlayerId) -> BoxFuture<Result<Option<Account>, StoreError>> {
-        let result = self.with(|inner| Ok(inner.projection.account(player).cloned()));
+        let result = self.with(|inner| {
+            inner.catch_up();
+            Ok(inner.projection.account(player).cloned())
+        });
         Box::pin(async move { result })
     }
 
@@ -109,10 +132,8 @@ impl Store for MemoryStore {
     }
 
     fn events_after(&self, after: u64, limit: usize) -> BoxFuture<Result<Vec<Stamped>, StoreError>> {
-        let result = self.with(|inner| {
-            let start = inner.log.partition_point(|e| e.seq <= after);
-            Ok(inner.log.iter().skip(start).take(limit).cloned().collect())
-        });
+        let result =
+            self.with(|inner| Ok(inner.events().skip_while(|e| e.seq <= after).take(limit).cloned().collect()));
         Box::pin(async move { result })
     }
 
