@@ -14,7 +14,7 @@ use crate::domain::command::{Command, Outcome};
 use crate::domain::exchange::{Exchange, ExchangeState, Quote};
 use crate::domain::ids::PlayerId;
 use crate::domain::ledger::PlayerLedger;
-use crate::domain::price_model::MarketModel;
+use crate::domain::price_model::{AssetModel, MarketModel, SectorModel};
 use crate::domain::rejection::Rejection;
 use crate::domain::rules::MarketRules;
 use crate::market::{
@@ -24,7 +24,7 @@ use crate::market::{
 use crate::metrics::EngineMetrics;
 use crate::persistence::PersistenceActor;
 use crate::portfolio::{GetPortfolio, PortfolioView};
-use crate::ports::{Notifier, Store, StoreError};
+use crate::ports::{MarketSnapshot, Notifier, Store, StoreError};
 use crate::ticker::{StepNow, Subscribe, TickerActor};
 
 /// Why the engine could not start or answer.
@@ -45,6 +45,53 @@ pub struct EngineDeps {
     pub notifier: Arc<dyn Notifier>,
     /// Whether the ticker steps on the clock by itself (off for hand-stepped tests).
     pub autonomous_ticker: bool,
+}
+
+/// Most events read from the store per page while replaying the log tail.
+const REPLAY_PAGE_EVENTS: usize = 10_000;
+
+/// Resumes from the store: the last market snapshot (or the configured
+/// market, saved as the first snapshot), the log tail after it, and the
+/// ledgers of players whose orders rest on the books.
+async fn recover(
+    deps: &EngineDeps,
+    universe: &Arc<Universe>,
+    rules: &MarketRules,
+    seed: u64,
+) -> Result<(Exchange, Vec<AssetModel>, Vec<SectorModel>), EngineError> {
+    let (mut exchange, models, sectors) = match deps.store.load_market().await? {
+        Some(snapshot) if snapshot.assets.len() == universe.len() => {
+            let exchange = Exchange::from_state(Arc::clone(universe), rules.clone(), snapshot.exchange);
+            (exchange, snapshot.assets, snapshot.sectors)
+        }
+        _ => {
+            let model = MarketModel::new(universe, seed);
+            let exchange = Exchange::new(Arc::clone(universe), rules.clone());
+            let first = MarketSnapshot {
+                exchange: exchange.market_state(),
+                sectors: model.sectors.clone(),
+                assets: model.assets.clone(),
+            };
+            deps.store.save_market(Arc::new(first)).await?;
+            (exchange, model.assets, model.sectors)
+        }
+    };
+    loop {
+        let after = exchange.next_seq().saturating_sub(1);
+        let page = deps.store.events_after(after, REPLAY_PAGE_EVENTS).await?;
+        if page.is_empty() {
+            break;
+        }
+        for stamped in &page {
+            exchange.apply(stamped);
+        }
+    }
+    for player in exchange.players_with_orders() {
+        if let Some(account) = deps.store.load_account(player).await? {
+            exchange.attach(player, account);
+        }
+    }
+    Ok((exchange, models, sectors))
 }
 
 /// A running engine.
@@ -69,16 +116,7 @@ impl Engine {
         let universe = Arc::new(config.universe()?);
         let rules = config.market.clone();
         let settings = config.engine.clone();
-        let (exchange, models, sectors) = match deps.store.load_market().await? {
-            Some(snapshot) if snapshot.assets.len() == universe.len() => {
-                let exchange = Exchange::from_state(Arc::clone(&universe), rules.clone(), snapshot.exchange);
-                (exchange, snapshot.assets, snapshot.sectors)
-            }
-            _ => {
-                let model = MarketModel::new(&universe, settings.seed);
-                (Exchange::new(Arc::clone(&universe), rules.clone()), model.assets, model.sectors)
-            }
-        };
+        let (exchange, models, sectors) = recover(&deps, &universe, &rules, settings.seed).await?;
         let metrics = Arc::new(EngineMetrics::default());
         let store_healthy = Arc::new(AtomicBool::new(true));
         let persistence = PersistenceActor::new(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
@@ -147,14 +147,14 @@ pub struct MarketActor {
     metrics: Arc<EngineMetrics>,
     store_healthy: Arc<AtomicBool>,
     portfolio_arbiter: ArbiterHandle,
+    /// Active players (their ledger, or their lack of one, is loaded).
     portfolios: FxHashMap<PlayerId, Addr<PortfolioActor>>,
-    /// Players whose load found no account (they must /start).
-    absent: FxHashSet<PlayerId>,
     activating: FxHashMap<PlayerId, Vec<Parked>>,
     /// Ledgers let go before their last events were durable, by that event's seq.
     detached: FxHashMap<PlayerId, (Account, u64)>,
     durable_seq: u64,
     closing: bool,
+    last_snapshot_ms: i64,
     /// Scratch space of `route`, kept to reuse its allocation.
     routing: FxHashMap<PlayerId, SmallVec<[Stamped; 2]>>,
 }
@@ -178,17 +178,40 @@ impl MarketActor {
             store_healthy: parts.store_healthy,
             portfolio_arbiter: parts.portfolio_arbiter,
             portfolios: FxHashMap::default(),
-            absent: FxHashSet::default(),
             activating: FxHashMap::default(),
             detached: FxHashMap::default(),
             durable_seq,
             closing: false,
+            last_snapshot_ms: 0,
             routing: FxHashMap::default(),
         }
     }
 
-    fn is_loaded(&self, player: PlayerId) -> bool {
-        self.exchange.account(player).is_some() || self.absent.contains(&player)
+    /// Makes `player` active now if their ledger is in memory; otherwise
+    /// starts loading it and returns `false` (the caller parks the command).
+    fn ensure_active(&mut self, player: PlayerId, ctx: &mut Context<Self>) -> bool {
+        if self.portfolios.contains_key(&player) {
+            return true;
+        }
+        if self.activating.contains_key(&player) {
+            return false;
+        }
+        if let Some((account, _)) = self.detached.remove(&player) {
+            // Its newest state is still in memory: no need to ask the store.
+            self.exchange.attach(player, account);
+        }
+        if self.exchange.account(player).is_some() {
+            self.spawn_portfolio(player, ctx);
+            return true;
+        }
+        self.activating.insert(player, Vec::new());
+        let me = ctx.address();
+        let (store, clock, metrics, idle_ms) =
+            (Arc::clone(&self.store), Arc::clone(&self.clock), Arc::clone(&self.metrics), self.settings.portfolio_idle_ms);
+        PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
+            PortfolioActor::new(player, me, store, clock, metrics, idle_ms)
+        });
+        false
     }
 
     /// Why new work must be refused right now, if it must.
@@ -205,9 +228,6 @@ impl MarketActor {
 
     /// Applies one command whose player is loaded.
     fn apply_command(&mut self, command: &Command, now_ms: i64, out: &mut Vec<Stamped>) -> CommandResult {
-        if let Command::Open { player } = command {
-            self.absent.remove(player);
-        }
         let result = self.exchange.execute(command, now_ms, out);
         self.metrics.commands.fetch_add(1, Ordering::Relaxed);
         match &result {
@@ -220,26 +240,6 @@ impl MarketActor {
             }
         }
         result
-    }
-
-    fn start_activation(&mut self, player: PlayerId, ctx: &mut Context<Self>) {
-        if let Some((account, _)) = self.detached.remove(&player) {
-            // Its newest state is still in memory: no need to ask the store.
-            self.exchange.attach(player, account);
-            self.spawn_portfolio(player, ctx);
-            return;
-        }
-        self.activating.entry(player).or_default();
-        let me = ctx.address();
-        let (store, clock, metrics, idle_ms) = (
-            Arc::clone(&self.store),
-            Arc::clone(&self.clock),
-            Arc::clone(&self.metrics),
-            self.settings.portfolio_idle_ms,
-        );
-        PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
-            PortfolioActor::new(player, me, store, clock, metrics, idle_ms)
-        });
     }
 
     /// Starts a portfolio actor for an already loaded player and hydrates it.
@@ -267,8 +267,21 @@ impl MarketActor {
     fn persist(&mut self, events: Vec<Stamped>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (ack, done) = oneshot::channel();
         self.metrics.pending_events.fetch_add(events.len() as u64, Ordering::Relaxed);
-        self.persistence.do_send(PersistEvents { events, ack });
+        let now_ms = self.clock.now_ms();
+        let interval_ms = i64::try_from(self.settings.snapshot_interval_ms).unwrap_or(i64::MAX);
+        let snapshot = if now_ms.saturating_sub(self.last_snapshot_ms) >= interval_ms {
+            self.last_snapshot_ms = now_ms;
+            Some(Arc::new(self.snapshot()))
+        } else {
+            None
+        };
+        self.persistence.do_send(PersistEvents { events, snapshot, ack });
         done
+    }
+
+    /// The market-wide state to resume from (no player ledgers).
+    fn snapshot(&self) -> MarketSnapshot {
+        MarketSnapshot { exchange: self.exchange.market_state(), sectors: self.sectors.clone(), assets: self.models.clone() }
     }
 
     /// Copies of each active player's events, to send once durable.
@@ -396,18 +409,10 @@ impl Handler<ExecuteBatch> for MarketActor {
                 continue;
             }
             match command.player() {
-                Some(player) if !self.is_loaded(player) => {
+                Some(player) if !self.ensure_active(player, ctx) => {
                     let (reply, receiver) = oneshot::channel();
-                    if !self.activating.contains_key(&player) {
-                        self.start_activation(player, ctx);
-                    }
-                    if self.is_loaded(player) {
-                        // Reattached from memory synchronously.
-                        results.push(Ok(self.apply_command(command, now_ms, &mut out)));
-                    } else {
-                        self.activating.entry(player).or_default().push(Parked { command: *command, reply });
-                        results.push(Err(receiver));
-                    }
+                    self.activating.entry(player).or_default().push(Parked { command: *command, reply });
+                    results.push(Err(receiver));
                 }
                 _ => results.push(Ok(self.apply_command(command, now_ms, &mut out))),
             }
@@ -439,8 +444,6 @@ impl Handler<AccountLoaded> for MarketActor {
             Ok(found) => {
                 if let Some(account) = found {
                     self.exchange.attach(player, account);
-                } else if self.exchange.account(player).is_none() {
-                    self.absent.insert(player);
                 }
                 loaded.portfolio.do_send(Hydrate {
                     ledger: self.ledger_of(player),
@@ -468,21 +471,16 @@ impl Handler<Passivate> for MarketActor {
         if self.activating.contains_key(&player) {
             return false;
         }
-        if self.absent.remove(&player) {
-            self.portfolios.remove(&player);
-            return true;
-        }
-        match self.exchange.detach(player) {
-            Some(account) => {
-                let last_seq = self.exchange.next_seq().saturating_sub(1);
-                if last_seq > self.durable_seq {
-                    self.detached.insert(player, (account, last_seq));
-                }
-                self.portfolios.remove(&player);
-                true
+        if self.exchange.account(player).is_some() {
+            // Refused while the player has resting orders on the books.
+            let Some(account) = self.exchange.detach(player) else { return false };
+            let last_seq = self.exchange.next_seq().saturating_sub(1);
+            if last_seq > self.durable_seq {
+                self.detached.insert(player, (account, last_seq));
             }
-            None => self.exchange.account(player).is_none() && self.portfolios.remove(&player).is_some(),
         }
+        self.portfolios.remove(&player);
+        true
     }
 }
 

@@ -13,13 +13,15 @@ use tokio::sync::oneshot;
 
 use crate::domain::event::Stamped;
 use crate::metrics::EngineMetrics;
-use crate::ports::{Store, StoreError};
+use crate::ports::{MarketSnapshot, Store, StoreError};
 
 /// Events of one market batch to make durable; `ack` fires after commit.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PersistEvents {
     pub events: Vec<Stamped>,
+    /// The market state as of these events' end, saved after they commit.
+    pub snapshot: Option<Arc<MarketSnapshot>>,
     pub ack: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -34,6 +36,7 @@ const RETRY_BACKOFF_MIN_MS: u64 = 20;
 
 struct Waiting {
     events: Vec<Stamped>,
+    snapshot: Option<Arc<MarketSnapshot>>,
     ack: oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -111,7 +114,9 @@ impl PersistenceActor {
         self.queued_events -= taken_events;
         let mut events: Vec<Stamped> = Vec::new();
         let mut acks = Vec::with_capacity(batch.len());
+        let mut snapshot = None;
         for waiting in batch {
+            snapshot = waiting.snapshot.or(snapshot);
             if events.is_empty() {
                 events = waiting.events; // the common single-batch flush moves, not copies
                 events.reserve(taken_events.saturating_sub(events.len()));
@@ -121,13 +126,14 @@ impl PersistenceActor {
             acks.push(waiting.ack);
         }
         self.in_flight = true;
-        self.write(Arc::new(events), acks, ctx);
+        self.write(Arc::new(events), acks, snapshot, ctx);
     }
 
     fn write(
         &mut self,
         events: Arc<Vec<Stamped>>,
         acks: Vec<oneshot::Sender<Result<(), StoreError>>>,
+        snapshot: Option<Arc<MarketSnapshot>>,
         ctx: &mut Context<Self>,
     ) {
         let started = Instant::now();
@@ -142,6 +148,18 @@ impl PersistenceActor {
                 for ack in acks {
                     let _ = ack.send(Ok(()));
                 }
+                if let Some(snapshot) = snapshot {
+                    // Only after the events it covers are durable.
+                    let save = actor.store.save_market(snapshot);
+                    ctx.spawn(
+                        async move {
+                            if let Err(error) = save.await {
+                                tracing::warn!(%error, "market snapshot not saved; the next one will be");
+                            }
+                        }
+                        .into_actor(actor),
+                    );
+                }
                 actor.in_flight = false;
                 actor.schedule(ctx);
                 actor.notify_if_drained();
@@ -153,7 +171,7 @@ impl PersistenceActor {
                 let delay = Duration::from_millis(actor.backoff_ms);
                 actor.backoff_ms = (actor.backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
                 // The same batch again: the log never skips or reorders.
-                ctx.run_later(delay, move |actor, ctx| actor.write(events, acks, ctx));
+                ctx.run_later(delay, move |actor, ctx| actor.write(events, acks, snapshot, ctx));
             }
         }));
     }
@@ -175,12 +193,12 @@ impl Handler<PersistEvents> for PersistenceActor {
     type Result = ();
 
     fn handle(&mut self, message: PersistEvents, ctx: &mut Context<Self>) {
-        if message.events.is_empty() {
+        if message.events.is_empty() && message.snapshot.is_none() {
             let _ = message.ack.send(Ok(()));
             return;
         }
         self.queued_events += message.events.len();
-        self.queue.push(Waiting { events: message.events, ack: message.ack });
+        self.queue.push(Waiting { events: message.events, snapshot: message.snapshot, ack: message.ack });
         self.schedule(ctx);
     }
 }

@@ -14,6 +14,7 @@ use crate::domain::exchange::ExchangeState;
 use crate::domain::ids::PlayerId;
 use crate::domain::price_model::{AssetModel, SectorModel};
 
+pub mod coordinator;
 pub mod memory;
 
 /// A `Send` future owned by nobody but its caller.
@@ -40,6 +41,41 @@ pub struct MarketSnapshot {
     pub assets: Vec<AssetModel>,
 }
 
+/// The conservation check of DESIGN.md §6, run against stored state: the
+/// stored balances must equal what the event log says they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audit {
+    /// Stored balances agree with the log (cash and every asset's shares),
+    /// and no balance is negative.
+    pub ok: bool,
+    /// Sum of all players' stored cash.
+    pub cash_total: rust_decimal::Decimal,
+    /// Sum of all players' stored shares, per ticker.
+    pub shares: std::collections::BTreeMap<String, u64>,
+    /// Events in the log.
+    pub events: u64,
+}
+
+/// One stored fill with its time, for `/history`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TradeRecord {
+    pub seq: u64,
+    pub at_ms: i64,
+    pub trade: Trade,
+}
+
+/// One-minute OHLC of the quoted mid, with traded volume.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Candle {
+    /// Start of the minute, ms since the epoch.
+    pub start_ms: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: u64,
+}
+
 /// Durable storage of the event log and the state derived from it.
 pub trait Store: Send + Sync + 'static {
     /// Appends events atomically (all or nothing), in order, and updates the
@@ -60,6 +96,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers.
     fn ping(&self) -> BoxFuture<Result<(), StoreError>>;
+
+    /// The conservation check over the whole store. `tickers` names asset
+    /// ids (index = `AssetId`).
+    fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>>;
+
+    /// A player's fills, newest first, with `seq < before_seq`, at most `limit`.
+    fn trades_of(&self, player: PlayerId, before_seq: u64, limit: usize) -> BoxFuture<Result<Vec<TradeRecord>, StoreError>>;
+
+    /// One-minute candles of an asset with `start_ms >= since_ms`, oldest first, at most `limit`.
+    fn candles(
+        &self,
+        asset: crate::domain::ids::AssetId,
+        since_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<Result<Vec<Candle>, StoreError>>;
 }
 
 /// Something to tell a player outside of a reply to their own command.

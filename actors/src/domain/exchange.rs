@@ -110,6 +110,29 @@ impl Exchange {
         }
     }
 
+    /// The market-wide state without player ledgers (for snapshots; ledgers
+    /// live in the store's accounts and load lazily).
+    #[must_use]
+    pub fn market_state(&self) -> ExchangeState {
+        ExchangeState {
+            books: self.books.clone(),
+            accounts: Vec::new(),
+            next_seq: self.next_seq,
+            next_trade: self.next_trade,
+            next_order: self.next_order,
+        }
+    }
+
+    /// Players with orders resting on the books (their ledgers must be loaded
+    /// for those orders to fill).
+    #[must_use]
+    pub fn players_with_orders(&self) -> Vec<PlayerId> {
+        let mut players: Vec<PlayerId> = self.books.iter().flat_map(|b| b.resting.iter().map(|o| o.player)).collect();
+        players.sort_unstable();
+        players.dedup();
+        players
+    }
+
     /// The rules in force.
     #[must_use]
     pub fn rules(&self) -> &MarketRules {

@@ -13,7 +13,12 @@ use crate::domain::exchange::Exchange;
 use crate::domain::ids::PlayerId;
 use crate::domain::rules::MarketRules;
 
-use super::{BoxFuture, MarketSnapshot, Store, StoreError};
+use rust_decimal::Decimal;
+
+use super::{Audit, BoxFuture, Candle, MarketSnapshot, Store, StoreError, TradeRecord};
+use crate::domain::event::Event;
+use crate::domain::ids::AssetId;
+use crate::domain::order::Side;
 
 struct Inner {
     /// The log as the batches that were appended (shared, never copied).
@@ -140,5 +145,118 @@ impl Store for MemoryStore {
     fn ping(&self) -> BoxFuture<Result<(), StoreError>> {
         let result = self.check();
         Box::pin(async move { result })
+    }
+
+    fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
+        let result = self.with(|inner| {
+            inner.catch_up();
+            let mut expected = Reconciliation::default();
+            for stamped in inner.events() {
+                expected.apply(&stamped.event);
+            }
+            let mut stored = Reconciliation::default();
+            let mut negative = false;
+            for (player, account) in inner.projection.players() {
+                stored.cash.insert(*player, account.cash);
+                negative |= account.cash < Decimal::ZERO;
+                for position in &account.positions {
+                    *stored.shares.entry(position.asset.index()).or_default() += i128::from(position.qty);
+                }
+            }
+            expected.shares.retain(|_, qty| *qty != 0);
+            stored.shares.retain(|_, qty| *qty != 0);
+            let ok = !negative && expected.shares == stored.shares && expected.cash_total() == stored.cash_total();
+            let shares = stored
+                .shares
+                .iter()
+                .map(|(asset, qty)| {
+                    let ticker = tickers.get(*asset).cloned().unwrap_or_else(|| format!("#{asset}"));
+                    (ticker, u64::try_from(*qty).unwrap_or(0))
+                })
+                .collect();
+            Ok(Audit { ok, cash_total: stored.cash_total(), shares, events: inner.len as u64 })
+        });
+        Box::pin(async move { result })
+    }
+
+    fn trades_of(&self, player: PlayerId, before_seq: u64, limit: usize) -> BoxFuture<Result<Vec<TradeRecord>, StoreError>> {
+        let result = self.with(|inner| {
+            let mut found: Vec<TradeRecord> = inner
+                .events()
+                .filter(|e| e.seq < before_seq)
+                .filter_map(|e| match &e.event {
+                    Event::Traded(trade) if trade.player == player => {
+                        Some(TradeRecord { seq: e.seq, at_ms: e.at_ms, trade: *trade })
+                    }
+                    _ => None,
+                })
+                .collect();
+            found.reverse();
+            found.truncate(limit);
+            Ok(found)
+        });
+        Box::pin(async move { result })
+    }
+
+    fn candles(&self, asset: AssetId, since_ms: i64, limit: usize) -> BoxFuture<Result<Vec<Candle>, StoreError>> {
+        let result = self.with(|inner| {
+            let mut candles: Vec<Candle> = Vec::new();
+            for stamped in inner.events().filter(|e| e.at_ms >= since_ms) {
+                let start_ms = stamped.at_ms - stamped.at_ms.rem_euclid(60_000);
+                let (price, volume) = match &stamped.event {
+                    Event::Ticked(tick) if tick.asset == asset => (Some(tick.model_mid), 0),
+                    Event::Traded(trade) if trade.asset == asset => (None, trade.qty),
+                    _ => continue,
+                };
+                match candles.last_mut() {
+                    Some(candle) if candle.start_ms == start_ms => {
+                        if let Some(price) = price {
+                            candle.high = candle.high.max(price);
+                            candle.low = candle.low.min(price);
+                            candle.close = price;
+                        }
+                        candle.volume += volume;
+                    }
+                    _ => {
+                        let Some(price) = price else { continue };
+                        candles.push(Candle { start_ms, open: price, high: price, low: price, close: price, volume });
+                    }
+                }
+            }
+            candles.truncate(limit);
+            Ok(candles)
+        });
+        Box::pin(async move { result })
+    }
+}
+
+/// Balances as the log says they must be.
+#[derive(Default)]
+struct Reconciliation {
+    cash: std::collections::HashMap<PlayerId, Decimal>,
+    shares: std::collections::BTreeMap<usize, i128>,
+}
+
+impl Reconciliation {
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::AccountOpened { player, cash } => {
+                self.cash.insert(*player, *cash);
+            }
+            Event::CashCredited { player, amount, .. } => *self.cash.entry(*player).or_default() += *amount,
+            Event::Traded(trade) => {
+                *self.cash.entry(trade.player).or_default() += trade.cash_delta();
+                let signed = match trade.side {
+                    Side::Buy => i128::from(trade.qty),
+                    Side::Sell => -i128::from(trade.qty),
+                };
+                *self.shares.entry(trade.asset.index()).or_default() += signed;
+            }
+            _ => {}
+        }
+    }
+
+    fn cash_total(&self) -> Decimal {
+        self.cash.values().copied().sum()
     }
 }

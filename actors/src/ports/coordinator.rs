@@ -1,0 +1,80 @@
+//! The `Coordinator` port: what several stateless front ends share — update
+//! dedup and idempotency keys, rate limits, TTL locks, the latest quotes,
+//! leaderboards as sorted sets, and fan-out of price changes between
+//! instances. Adapters: Redis (across instances) and local (one process).
+
+use serde::{Deserialize, Serialize};
+
+use super::BoxFuture;
+use crate::domain::ids::PlayerId;
+
+/// Why the coordinator could not answer (callers fall back or refuse).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoordError {
+    #[error("coordinator unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A rate limiter's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RateDecision {
+    Allowed,
+    /// Over the limit; try again after this long.
+    Throttled { retry_after_ms: u64 },
+}
+
+/// Proof of holding a lock (to release only one's own).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LockToken(pub String);
+
+/// Latest quote of one asset as published for other instances and pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublishedQuote {
+    pub ticker: String,
+    /// Decimal strings, as shown to players.
+    pub bid: String,
+    pub ask: String,
+    pub mid: String,
+    pub halted: bool,
+}
+
+/// A market minute's prices, as fanned out between instances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PricesUpdate {
+    pub minute: u64,
+    pub quotes: Vec<PublishedQuote>,
+}
+
+/// Shared coordination between front ends.
+pub trait Coordinator: Send + Sync + 'static {
+    /// `true` the first time `key` is seen within `ttl_ms` (update dedup,
+    /// idempotent buttons, payment ids); `false` for repeats.
+    fn first_seen(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<bool, CoordError>>;
+
+    /// Counts one action against `key`: at most `limit` per `window_ms`.
+    fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>>;
+
+    /// Takes the lock `key` for `ttl_ms` if free.
+    fn try_lock(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<Option<LockToken>, CoordError>>;
+
+    /// Releases the lock if `token` still holds it.
+    fn unlock(&self, key: &str, token: LockToken) -> BoxFuture<Result<(), CoordError>>;
+
+    /// Stores the latest quotes and announces them to other instances.
+    fn publish_prices(&self, update: PricesUpdate) -> BoxFuture<Result<(), CoordError>>;
+
+    /// The latest published quotes, if any.
+    fn latest_prices(&self) -> BoxFuture<Result<Option<PricesUpdate>, CoordError>>;
+
+    /// Sets a player's score on a board (sorted set).
+    fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>>;
+
+    /// Ranks `offset..offset+limit` of a board, best first.
+    fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>>;
+
+    /// A player's 0-based rank and score on a board.
+    fn board_rank(&self, board: &str, player: PlayerId) -> BoxFuture<Result<Option<(u64, f64)>, CoordError>>;
+
+    /// Whether the coordinator answers.
+    fn ping(&self) -> BoxFuture<Result<(), CoordError>>;
+}
