@@ -71,8 +71,7 @@ fn actors(c: &mut Criterion) {
     let config = settings.engine.clone();
     let system = actix::System::new();
     let engine = system.block_on(async {
-        let universe = Arc::new(config.universe().unwrap());
-        let store = MemoryStore::new(universe, config.market.clone());
+        let store = MemoryStore::new();
         let deps = EngineDeps {
             store: Arc::new(store),
             clock: Arc::new(SystemClock),

@@ -27,7 +27,7 @@ use crate::domain::rejection::Rejection;
 use crate::metrics::EngineMetrics;
 use crate::persistence::{FlushAll, PersistEvents, PersistenceActor};
 use crate::portfolio::{Hydrate, PlayerEvents, PortfolioActor};
-use crate::ports::{MarketSnapshot, Notice, Notifier, Store, StoreError};
+use crate::ports::{EventBatch, MarketSnapshot, Notice, Notifier, Store, StoreError};
 
 /// The result of one command, as its caller sees it.
 pub type CommandResult = Result<Outcome, Rejection>;
@@ -206,8 +206,12 @@ impl MarketActor {
         }
         self.activating.insert(player, Vec::new());
         let me = ctx.address();
-        let (store, clock, metrics, idle_ms) =
-            (Arc::clone(&self.store), Arc::clone(&self.clock), Arc::clone(&self.metrics), self.settings.portfolio_idle_ms);
+        let (store, clock, metrics, idle_ms) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.clock),
+            Arc::clone(&self.metrics),
+            self.settings.portfolio_idle_ms,
+        );
         PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
             PortfolioActor::new(player, me, store, clock, metrics, idle_ms)
         });
@@ -264,7 +268,7 @@ impl MarketActor {
     }
 
     /// Hands events to persistence; the receiver fires once they are durable.
-    fn persist(&mut self, events: Vec<Stamped>) -> oneshot::Receiver<Result<(), StoreError>> {
+    fn persist(&mut self, events: Vec<Stamped>, touched: Vec<PlayerId>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (ack, done) = oneshot::channel();
         self.metrics.pending_events.fetch_add(events.len() as u64, Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
@@ -275,21 +279,28 @@ impl MarketActor {
         } else {
             None
         };
-        self.persistence.do_send(PersistEvents { events, snapshot, ack });
+        let accounts = touched
+            .into_iter()
+            .filter_map(|player| self.exchange.account(player).map(|account| (player, account.clone())))
+            .collect();
+        self.persistence.do_send(PersistEvents { batch: EventBatch { events, accounts }, snapshot, ack });
         done
     }
 
     /// The market-wide state to resume from (no player ledgers).
     fn snapshot(&self) -> MarketSnapshot {
-        MarketSnapshot { exchange: self.exchange.market_state(), sectors: self.sectors.clone(), assets: self.models.clone() }
+        MarketSnapshot {
+            exchange: self.exchange.market_state(),
+            sectors: self.sectors.clone(),
+            assets: self.models.clone(),
+        }
     }
 
-    /// Copies of each active player's events, to send once durable.
+    /// Each touched player's events (copies, to send to their portfolio
+    /// actor once durable).
     fn route(&mut self, events: &[Stamped]) -> Vec<(PlayerId, SmallVec<[Stamped; 2]>)> {
         for stamped in events {
-            if let Some(player) = stamped.event.player()
-                && self.portfolios.contains_key(&player)
-            {
+            if let Some(player) = stamped.event.player() {
                 self.routing.entry(player).or_default().push(stamped.clone());
             }
         }
@@ -338,7 +349,7 @@ impl MarketActor {
         let last_seq = events.last().map_or(0, |e| e.seq);
         let routed = self.route(&events);
         let notices = Self::notices(&events);
-        let done = self.persist(events);
+        let done = self.persist(events, routed.iter().map(|(player, _)| *player).collect());
         Box::pin(async move { matches!(done.await, Ok(Ok(()))) }.into_actor(self).map(move |durable, actor, _| {
             if durable {
                 actor.on_durable(last_seq, routed);

@@ -11,15 +11,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::domain::event::Stamped;
 use crate::metrics::EngineMetrics;
-use crate::ports::{MarketSnapshot, Store, StoreError};
+use crate::ports::{EventBatch, MarketSnapshot, Store, StoreError};
 
 /// Events of one market batch to make durable; `ack` fires after commit.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PersistEvents {
-    pub events: Vec<Stamped>,
+    pub batch: EventBatch,
     /// The market state as of these events' end, saved after they commit.
     pub snapshot: Option<Arc<MarketSnapshot>>,
     pub ack: oneshot::Sender<Result<(), StoreError>>,
@@ -35,7 +34,7 @@ const RETRY_BACKOFF_MAX_MS: u64 = 1_000;
 const RETRY_BACKOFF_MIN_MS: u64 = 20;
 
 struct Waiting {
-    events: Vec<Stamped>,
+    batch: EventBatch,
     snapshot: Option<Arc<MarketSnapshot>>,
     ack: oneshot::Sender<Result<(), StoreError>>,
 }
@@ -104,45 +103,47 @@ impl PersistenceActor {
         let mut taken_events = 0;
         let mut take = 0;
         for waiting in &self.queue {
-            if take > 0 && taken_events + waiting.events.len() > self.flush_batch_events_max {
+            if take > 0 && taken_events + waiting.batch.events.len() > self.flush_batch_events_max {
                 break;
             }
-            taken_events += waiting.events.len();
+            taken_events += waiting.batch.events.len();
             take += 1;
         }
         let batch: Vec<Waiting> = self.queue.drain(..take).collect();
         self.queued_events -= taken_events;
-        let mut events: Vec<Stamped> = Vec::new();
+        let mut merged = EventBatch::default();
         let mut acks = Vec::with_capacity(batch.len());
         let mut snapshot = None;
         for waiting in batch {
             snapshot = waiting.snapshot.or(snapshot);
-            if events.is_empty() {
-                events = waiting.events; // the common single-batch flush moves, not copies
-                events.reserve(taken_events.saturating_sub(events.len()));
+            if merged.events.is_empty() {
+                // The common single-batch flush moves, not copies.
+                merged.events = waiting.batch.events;
+                merged.events.reserve(taken_events.saturating_sub(merged.events.len()));
             } else {
-                events.extend(waiting.events);
+                merged.events.extend(waiting.batch.events);
             }
+            merged.accounts.extend(waiting.batch.accounts);
             acks.push(waiting.ack);
         }
         self.in_flight = true;
-        self.write(Arc::new(events), acks, snapshot, ctx);
+        self.write(Arc::new(merged), acks, snapshot, ctx);
     }
 
     fn write(
         &mut self,
-        events: Arc<Vec<Stamped>>,
+        batch: Arc<EventBatch>,
         acks: Vec<oneshot::Sender<Result<(), StoreError>>>,
         snapshot: Option<Arc<MarketSnapshot>>,
         ctx: &mut Context<Self>,
     ) {
         let started = Instant::now();
-        let write = self.store.append(Arc::clone(&events));
+        let write = self.store.append(Arc::clone(&batch));
         ctx.spawn(write.into_actor(self).map(move |result, actor, ctx| match result {
             Ok(()) => {
                 let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                actor.metrics.record_flush(events.len(), latency_us);
-                actor.metrics.pending_events.fetch_sub(events.len() as u64, Ordering::Relaxed);
+                actor.metrics.record_flush(batch.events.len(), latency_us);
+                actor.metrics.pending_events.fetch_sub(batch.events.len() as u64, Ordering::Relaxed);
                 actor.healthy.store(true, Ordering::SeqCst);
                 actor.backoff_ms = RETRY_BACKOFF_MIN_MS;
                 for ack in acks {
@@ -167,11 +168,11 @@ impl PersistenceActor {
             Err(error) => {
                 actor.metrics.flush_failures.fetch_add(1, Ordering::Relaxed);
                 actor.healthy.store(false, Ordering::SeqCst);
-                tracing::warn!(%error, events = events.len(), retry_ms = actor.backoff_ms, "flush failed; retrying");
+                tracing::warn!(%error, events = batch.events.len(), retry_ms = actor.backoff_ms, "flush failed; retrying");
                 let delay = Duration::from_millis(actor.backoff_ms);
                 actor.backoff_ms = (actor.backoff_ms * 2).min(RETRY_BACKOFF_MAX_MS);
                 // The same batch again: the log never skips or reorders.
-                ctx.run_later(delay, move |actor, ctx| actor.write(events, acks, snapshot, ctx));
+                ctx.run_later(delay, move |actor, ctx| actor.write(batch, acks, snapshot, ctx));
             }
         }));
     }
@@ -193,12 +194,12 @@ impl Handler<PersistEvents> for PersistenceActor {
     type Result = ();
 
     fn handle(&mut self, message: PersistEvents, ctx: &mut Context<Self>) {
-        if message.events.is_empty() && message.snapshot.is_none() {
+        if message.batch.events.is_empty() && message.snapshot.is_none() {
             let _ = message.ack.send(Ok(()));
             return;
         }
-        self.queued_events += message.events.len();
-        self.queue.push(Waiting { events: message.events, snapshot: message.snapshot, ack: message.ack });
+        self.queued_events += message.batch.events.len();
+        self.queue.push(Waiting { batch: message.batch, snapshot: message.snapshot, ack: message.ack });
         self.schedule(ctx);
     }
 }

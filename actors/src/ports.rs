@@ -41,6 +41,16 @@ pub struct MarketSnapshot {
     pub assets: Vec<AssetModel>,
 }
 
+/// What one group commit writes: events in log order (contiguous `seq`), and
+/// the ledger of every player they touched as it stands after them. A player
+/// may appear more than once in `accounts` (batches merged by group commit);
+/// the last entry wins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventBatch {
+    pub events: Vec<Stamped>,
+    pub accounts: Vec<(PlayerId, Account)>,
+}
+
 /// The conservation check of DESIGN.md §6, run against stored state: the
 /// stored balances must equal what the event log says they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,9 +88,9 @@ pub struct Candle {
 
 /// Durable storage of the event log and the state derived from it.
 pub trait Store: Send + Sync + 'static {
-    /// Appends events atomically (all or nothing), in order, and updates the
-    /// state derived from them in the same transaction.
-    fn append(&self, events: Arc<Vec<Stamped>>) -> BoxFuture<Result<(), StoreError>>;
+    /// Appends a batch atomically (all or nothing): its events, in order,
+    /// and the ledgers they left behind, in the same transaction.
+    fn append(&self, batch: Arc<EventBatch>) -> BoxFuture<Result<(), StoreError>>;
 
     /// A player's ledger, or `None` for a player never seen.
     fn load_account(&self, player: PlayerId) -> BoxFuture<Result<Option<Account>, StoreError>>;
@@ -102,7 +112,12 @@ pub trait Store: Send + Sync + 'static {
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>>;
 
     /// A player's fills, newest first, with `seq < before_seq`, at most `limit`.
-    fn trades_of(&self, player: PlayerId, before_seq: u64, limit: usize) -> BoxFuture<Result<Vec<TradeRecord>, StoreError>>;
+    fn trades_of(
+        &self,
+        player: PlayerId,
+        before_seq: u64,
+        limit: usize,
+    ) -> BoxFuture<Result<Vec<TradeRecord>, StoreError>>;
 
     /// One-minute candles of an asset with `start_ms >= since_ms`, oldest first, at most `limit`.
     fn candles(

@@ -35,7 +35,7 @@ fn config() -> EngineConfig {
 async fn trades_flow_through_the_actor_system() {
     let config = config();
     let universe = Arc::new(config.universe().unwrap());
-    let store = MemoryStore::new(Arc::clone(&universe), config.market.clone());
+    let store = MemoryStore::new();
     let clock = ManualClock::new(1_700_000_000_000);
     let deps = EngineDeps {
         store: Arc::new(store.clone()),

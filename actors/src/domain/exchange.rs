@@ -219,7 +219,8 @@ impl Exchange {
     /// Creates cash for a player (bonus, grant); returns the new balance.
     ///
     /// # Errors
-    /// `NoAccount`, or `AmountTooLarge` for non-positive or absurd amounts.
+    /// `NoAccount`, or `AmountTooLarge` for absurd amounts and for amounts
+    /// that are not positive once rounded down to the cent.
     pub fn credit(
         &mut self,
         player: PlayerId,
@@ -233,6 +234,10 @@ impl Exchange {
             return Err(Rejection::AmountTooLarge);
         }
         let amount = round_money(amount, Lean::Down);
+        if amount <= Decimal::ZERO {
+            // A sub-cent credit would log a credit of nothing.
+            return Err(Rejection::AmountTooLarge);
+        }
         self.emit(Event::CashCredited { player, amount, reason }, at_ms, out);
         Ok(self.accounts.get(&player).map_or(Decimal::ZERO, |a| a.cash))
     }

@@ -20,7 +20,9 @@ pub enum CoordError {
 pub enum RateDecision {
     Allowed,
     /// Over the limit; try again after this long.
-    Throttled { retry_after_ms: u64 },
+    Throttled {
+        retry_after_ms: u64,
+    },
 }
 
 /// Proof of holding a lock (to release only one's own).

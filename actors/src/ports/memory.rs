@@ -1,49 +1,41 @@
 //! `MemoryStore`: an in-process [`Store`] for tests and benches. It keeps the
-//! log and derives ledgers by applying it to its own exchange, exactly as a
-//! replay would. It can be switched off to play an outage.
+//! log as appended and the ledgers the market wrote with it, so its audit
+//! really checks the one against the other. It can be switched off to play
+//! an outage.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::domain::account::Account;
-use crate::domain::asset::Universe;
 use crate::domain::event::Stamped;
-use crate::domain::exchange::Exchange;
 use crate::domain::ids::PlayerId;
-use crate::domain::rules::MarketRules;
 
 use rust_decimal::Decimal;
 
-use super::{Audit, BoxFuture, Candle, MarketSnapshot, Store, StoreError, TradeRecord};
+use rustc_hash::FxHashMap;
+
+use super::{Audit, BoxFuture, Candle, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
 use crate::domain::event::Event;
 use crate::domain::ids::AssetId;
 use crate::domain::order::Side;
 
 struct Inner {
     /// The log as the batches that were appended (shared, never copied).
-    log: Vec<Arc<Vec<Stamped>>>,
+    log: Vec<Arc<EventBatch>>,
     len: usize,
-    /// How many batches the projection has seen (it catches up on reads).
-    applied: usize,
-    projection: Exchange,
+    /// Ledgers as the market wrote them with each batch.
+    accounts: FxHashMap<PlayerId, Account>,
     snapshot: Option<Arc<MarketSnapshot>>,
 }
 
 impl Inner {
-    fn catch_up(&mut self) {
-        for event in self.log.iter().skip(self.applied).flat_map(|batch| batch.iter()) {
-            self.projection.apply(event);
-        }
-        self.applied = self.log.len();
-    }
-
     fn events(&self) -> impl Iterator<Item = &Stamped> {
-        self.log.iter().flat_map(|batch| batch.iter())
+        self.log.iter().flat_map(|batch| batch.events.iter())
     }
 
     fn last_seq(&self) -> u64 {
-        self.log.iter().rev().find_map(|batch| batch.last()).map_or(0, |last| last.seq)
+        self.log.iter().rev().find_map(|batch| batch.events.last()).map_or(0, |last| last.seq)
     }
 }
 
@@ -54,12 +46,17 @@ pub struct MemoryStore {
     available: Arc<AtomicBool>,
 }
 
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl MemoryStore {
-    /// An empty store for a market of `universe` under `rules`.
+    /// An empty store.
     #[must_use]
-    pub fn new(universe: Arc<Universe>, rules: MarketRules) -> Self {
-        let inner =
-            Inner { log: Vec::new(), len: 0, applied: 0, projection: Exchange::new(universe, rules), snapshot: None };
+    pub fn new() -> Self {
+        let inner = Inner { log: Vec::new(), len: 0, accounts: FxHashMap::default(), snapshot: None };
         Self { inner: Arc::new(Mutex::new(inner)), available: Arc::new(AtomicBool::new(true)) }
     }
 
@@ -102,24 +99,24 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn append(&self, events: Arc<Vec<Stamped>>) -> BoxFuture<Result<(), StoreError>> {
+    fn append(&self, batch: Arc<EventBatch>) -> BoxFuture<Result<(), StoreError>> {
         let result = self.with(|inner| {
             let expected = inner.last_seq() + 1;
-            if events.first().is_some_and(|first| first.seq != expected) {
+            if batch.events.first().is_some_and(|first| first.seq != expected) {
                 return Err(StoreError::Invalid(format!("gap in the log: expected seq {expected}")));
             }
-            inner.len += events.len();
-            inner.log.push(events);
+            for (player, account) in &batch.accounts {
+                inner.accounts.insert(*player, account.clone());
+            }
+            inner.len += batch.events.len();
+            inner.log.push(batch);
             Ok(())
         });
         Box::pin(async move { result })
     }
 
     fn load_account(&self, player: PlayerId) -> BoxFuture<Result<Option<Account>, StoreError>> {
-        let result = self.with(|inner| {
-            inner.catch_up();
-            Ok(inner.projection.account(player).cloned())
-        });
+        let result = self.with(|inner| Ok(inner.accounts.get(&player).cloned()));
         Box::pin(async move { result })
     }
 
@@ -149,14 +146,13 @@ impl Store for MemoryStore {
 
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
         let result = self.with(|inner| {
-            inner.catch_up();
             let mut expected = Reconciliation::default();
             for stamped in inner.events() {
                 expected.apply(&stamped.event);
             }
             let mut stored = Reconciliation::default();
             let mut negative = false;
-            for (player, account) in inner.projection.players() {
+            for (player, account) in &inner.accounts {
                 stored.cash.insert(*player, account.cash);
                 negative |= account.cash < Decimal::ZERO;
                 for position in &account.positions {
@@ -179,7 +175,12 @@ impl Store for MemoryStore {
         Box::pin(async move { result })
     }
 
-    fn trades_of(&self, player: PlayerId, before_seq: u64, limit: usize) -> BoxFuture<Result<Vec<TradeRecord>, StoreError>> {
+    fn trades_of(
+        &self,
+        player: PlayerId,
+        before_seq: u64,
+        limit: usize,
+    ) -> BoxFuture<Result<Vec<TradeRecord>, StoreError>> {
         let result = self.with(|inner| {
             let mut found: Vec<TradeRecord> = inner
                 .events()
