@@ -1,5 +1,10 @@
 //! stockbot's server: configuration, the command line, and (in later
 //! modules) the HTTP, Telegram and storage adapters around the engine.
 
+pub mod bot;
 pub mod config;
+pub mod http;
 pub mod simulate;
+pub mod startup;
+pub mod telegram;
+pub mod telemetry;

@@ -15,6 +15,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs everything in one process: engine, HTTP, Telegram.
+    Serve,
     /// Runs the market alone in simulated time and prints per-asset summaries.
     Simulate {
         #[arg(long, default_value_t = 7)]
@@ -27,6 +29,20 @@ enum Command {
     },
 }
 
+/// Runs the server in an actix system until a signal stops it.
+fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    actix_web::rt::System::new().block_on(async move {
+        let app = stockbot::startup::Application::build(&settings).await?;
+        let address = app.address();
+        println!("stockbot listening on http://{address}");
+        if settings.play_enabled() {
+            println!("play in your browser: http://{address}/");
+        }
+        app.run_until_stopped().await?;
+        Ok(())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load() {
@@ -36,7 +52,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    stockbot::telemetry::init(settings.log_format.as_deref() == Some("json"));
     let result = match cli.command {
+        Command::Serve => serve(settings),
         Command::Simulate { seed, hours, csv } => {
             stockbot::simulate::run(&settings.engine, seed, hours, csv.as_deref())
         }

@@ -1,0 +1,385 @@
+//! `Bot`: the command path shared by Telegram and the local play page. It
+//! parses a player's text, calls the engine, and renders the replies; no
+//! game rules live here.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use actors::domain::command::{Command, Outcome};
+use actors::domain::exchange::{Placed, Quote};
+use actors::domain::ids::{AssetId, PlayerId, Ticker};
+use actors::domain::ledger::PlayerLedger;
+use actors::domain::order::{OrderKind, OrderRequest, RestingOrder, Side, Trigger};
+use actors::domain::rejection::Rejection;
+use actors::engine::Engine;
+use actors::ports::Store;
+use rust_decimal::Decimal;
+
+use crate::telegram::command::{self, BotCommand, ChartRange};
+use crate::telegram::reply::{self, Button, Reply, escape, money};
+
+/// Fills shown per `/history` page.
+pub const HISTORY_PAGE_TRADES: usize = 10;
+/// Deepest `/history` page served.
+pub const HISTORY_PAGES_MAX: u32 = 100;
+
+/// Who is talking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Speaker {
+    pub player: PlayerId,
+    /// Display name (untrusted text: always escaped when shown).
+    pub name: String,
+}
+
+/// The local play page's player id for `name`: negative, so it can never be
+/// a Telegram user's (FNV-1a of the name, 62 bits).
+#[must_use]
+pub fn local_player_id(name: &str) -> PlayerId {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in name.trim().to_lowercase().bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let magnitude = i64::try_from(hash & ((1 << 62) - 1)).unwrap_or(0);
+    PlayerId(-magnitude - 1)
+}
+
+/// Turns player text into engine calls and replies.
+#[derive(Clone)]
+pub struct Bot {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    username: Option<String>,
+}
+
+impl Bot {
+    /// A bot over a running engine; `username` is the bot's Telegram name.
+    #[must_use]
+    pub fn new(engine: Engine, store: Arc<dyn Store>, username: Option<String>) -> Self {
+        Self { engine, store, username }
+    }
+
+    /// The engine behind the bot.
+    #[must_use]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Answers one message. Empty when the text is not for the bot.
+    pub async fn handle_text(&self, speaker: &Speaker, text: &str) -> Vec<Reply> {
+        match command::parse(text, self.username.as_deref()) {
+            Ok(parsed) => {
+                let span = tracing::info_span!("command", player_id = speaker.player.0);
+                let _guard = span.enter();
+                vec![self.run(speaker, parsed).await]
+            }
+            Err(error) => reply::parse_error(&error).into_iter().collect(),
+        }
+    }
+
+    async fn run(&self, speaker: &Speaker, parsed: BotCommand) -> Reply {
+        let player = speaker.player;
+        match parsed {
+            BotCommand::Start { .. } => self.start(speaker).await,
+            BotCommand::Help => help(),
+            BotCommand::Market { category } => self.market(category.as_deref()).await,
+            BotCommand::Quote { ticker } => self.quote(ticker).await,
+            BotCommand::Trade { side, ticker, qty, limit } => {
+                let kind = limit.map_or(OrderKind::Market, OrderKind::Limit);
+                self.place(player, ticker, side, qty, kind).await
+            }
+            BotCommand::Stop { ticker, qty, price } => {
+                self.place(player, ticker, Side::Sell, qty, OrderKind::Stop(price)).await
+            }
+            BotCommand::Orders => self.orders(player).await,
+            BotCommand::Cancel { order } => match self.engine.execute_one(Command::Cancel { player, order }).await {
+                Ok(_) => {
+                    Reply::text(format!("🗑 Cancelled order #{order}.")).with_row(vec![Button::new("Orders", "/orders")])
+                }
+                Err(rejected) => reply::rejection(&rejected),
+            },
+            BotCommand::Portfolio => self.portfolio(player).await,
+            BotCommand::History { page } => self.history(player, page).await,
+            BotCommand::Chart { ticker, range } => not_yet(&format!("/chart {} {}", ticker, range_label(range))),
+            BotCommand::Top => not_yet("/top"),
+            BotCommand::Achievements => not_yet("/achievements"),
+            BotCommand::Level => not_yet("/level"),
+            BotCommand::Daily => not_yet("/daily"),
+            BotCommand::Alert { .. } | BotCommand::Alerts => not_yet("/alert"),
+            BotCommand::Premium => not_yet("/premium"),
+        }
+    }
+
+    async fn start(&self, speaker: &Speaker) -> Reply {
+        let name = escape(&speaker.name);
+        match self.engine.execute_one(Command::Open { player: speaker.player }).await {
+            Ok(Outcome::Opened { new: true }) => Reply::text(format!(
+                "👋 Welcome to the market, {name}!\nYou start with {} in cash. Buy low, sell high, climb the board.\nTry /market to see what's trading.",
+                money(self.engine.rules().starting_cash)
+            )),
+            Ok(_) => Reply::text(format!("👋 Welcome back, {name}! /portfolio shows where you stand.")),
+            Err(rejected) => reply::rejection(&rejected),
+        }
+        .with_row(vec![
+            Button::new("Market", "/market"),
+            Button::new("Portfolio", "/portfolio"),
+            Button::new("Help", "/help"),
+        ])
+    }
+
+    async fn quotes(&self) -> Result<Vec<Quote>, Rejection> {
+        self.engine.quotes().await.map_err(|_| Rejection::Unavailable)
+    }
+
+    async fn market(&self, category: Option<&str>) -> Reply {
+        let quotes = match self.quotes().await {
+            Ok(quotes) => quotes,
+            Err(rejected) => return reply::rejection(&rejected),
+        };
+        let universe = self.engine.universe();
+        let wanted = category.map(str::trim).filter(|c| !c.is_empty());
+        if let Some(wanted) = wanted
+            && !universe.categories().iter().any(|c| c.name.eq_ignore_ascii_case(wanted))
+        {
+            let names: Vec<String> = universe.categories().iter().map(|c| escape(&c.name)).collect();
+            return Reply::text(format!("⚠️ No category '{}'. Categories: {}.", escape(wanted), names.join(", ")));
+        }
+        let mut text = String::from("📈 <b>Market</b>\n");
+        let mut asset_buttons = Vec::new();
+        for category in universe.categories() {
+            if wanted.is_some_and(|w| !category.name.eq_ignore_ascii_case(w)) {
+                continue;
+            }
+            let _ = write!(text, "\n<b>{}</b>\n", escape(&category.name));
+            for (spec, quote) in
+                universe.assets().iter().zip(&quotes).filter(|(spec, _)| spec.category == category.name)
+            {
+                let halted = if quote.halted { " ⛔" } else { "" };
+                let _ = writeln!(
+                    text,
+                    "{} {} — {}{halted}",
+                    escape(spec.ticker.as_str()),
+                    escape(&spec.name),
+                    money(quote.ask)
+                );
+                if wanted.is_some() {
+                    asset_buttons.push(Button::new(spec.ticker.as_str(), format!("/quote {}", spec.ticker)));
+                }
+            }
+        }
+        let mut reply = Reply::text(text);
+        if wanted.is_some() {
+            for row in asset_buttons.chunks(3) {
+                reply = reply.with_row(row.to_vec());
+            }
+        } else {
+            let categories: Vec<Button> = universe
+                .categories()
+                .iter()
+                .map(|c| Button::new(c.name.clone(), format!("/market {}", c.name)))
+                .collect();
+            for row in categories.chunks(3) {
+                reply = reply.with_row(row.to_vec());
+            }
+        }
+        reply
+    }
+
+    async fn quote(&self, ticker: Ticker) -> Reply {
+        let universe = self.engine.universe();
+        let asset = match universe.find(ticker) {
+            Ok(asset) => asset,
+            Err(rejected) => return reply::rejection(&rejected),
+        };
+        let quotes = match self.quotes().await {
+            Ok(quotes) => quotes,
+            Err(rejected) => return reply::rejection(&rejected),
+        };
+        match (quotes.iter().find(|q| q.asset == asset), universe.get(asset)) {
+            (Some(quote), Some(spec)) => reply::quote(quote, spec.ticker.as_str(), &spec.name, &spec.category),
+            _ => reply::rejection(&Rejection::UnknownTicker { ticker }),
+        }
+    }
+
+    async fn place(
+        &self,
+        player: PlayerId,
+        ticker: Ticker,
+        side: Side,
+        qty: actors::domain::ids::Quantity,
+        kind: OrderKind,
+    ) -> Reply {
+        let asset = match self.engine.universe().find(ticker) {
+            Ok(asset) => asset,
+            Err(rejected) => return reply::rejection(&rejected),
+        };
+        let request = OrderRequest { player, asset, side, qty, kind };
+        match self.engine.execute_one(Command::Place(request)).await {
+            Ok(Outcome::Placed(Placed::Filled(fill))) => reply::fill(&fill, ticker.as_str()),
+            Ok(Outcome::Placed(Placed::Resting(order))) => {
+                Reply::text(format!("📌 {}", describe_order(&order, ticker.as_str()))).with_row(vec![
+                    Button::new("Orders", "/orders"),
+                    Button::new("Cancel", format!("/cancel {}", order.id)),
+                ])
+            }
+            Ok(_) => Reply::text("⚠️ Unexpected outcome; nothing to show."),
+            Err(rejected) => reply::rejection(&rejected),
+        }
+    }
+
+    async fn ledger(&self, player: PlayerId) -> Result<PlayerLedger, Reply> {
+        match self.engine.ledger(player).await {
+            Ok(Some(ledger)) => Ok(ledger),
+            Ok(None) => Err(reply::rejection(&Rejection::NoAccount)),
+            Err(rejected) => Err(reply::rejection(&rejected)),
+        }
+    }
+
+    async fn orders(&self, player: PlayerId) -> Reply {
+        let ledger = match self.ledger(player).await {
+            Ok(ledger) => ledger,
+            Err(reply) => return reply,
+        };
+        if ledger.orders.is_empty() {
+            return Reply::text(
+                "📭 No open orders. Place one with /buy TICKER QTY @ PRICE or /stop TICKER QTY @ PRICE.",
+            );
+        }
+        let mut text = String::from("📋 <b>Open orders</b>\n");
+        let mut reply_buttons = Vec::new();
+        for order in &ledger.orders {
+            let ticker = self.ticker_text(order.asset);
+            let _ = writeln!(text, "#{} {}", order.id, describe_order(order, &ticker));
+            reply_buttons.push(Button::new(format!("Cancel #{}", order.id), format!("/cancel {}", order.id)));
+        }
+        let mut reply = Reply::text(text);
+        for row in reply_buttons.chunks(2) {
+            reply = reply.with_row(row.to_vec());
+        }
+        reply
+    }
+
+    async fn portfolio(&self, player: PlayerId) -> Reply {
+        let view = match self.engine.portfolio(player).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return reply::rejection(&Rejection::NoAccount),
+            Err(rejected) => return reply::rejection(&rejected),
+        };
+        let quotes = self.quotes().await.unwrap_or_default();
+        let account = &view.ledger.account;
+        let mut text = String::from("💼 <b>Portfolio</b>\n");
+        let mut worth = account.cash;
+        for position in &account.positions {
+            let ticker = self.ticker_text(position.asset);
+            let bid = quotes.iter().find(|q| q.asset == position.asset).map_or(Decimal::ZERO, |q| q.bid);
+            let value = bid * Decimal::from(position.qty);
+            worth += value;
+            let average =
+                if position.qty > 0 { position.cost_basis / Decimal::from(position.qty) } else { Decimal::ZERO };
+            let pnl = value - position.cost_basis;
+            let sign = if pnl >= Decimal::ZERO { "+" } else { "" };
+            let _ = writeln!(
+                text,
+                "{ticker}: {} @ {} avg · worth {} ({sign}{})",
+                position.qty,
+                money(average),
+                money(value),
+                money(pnl)
+            );
+        }
+        if account.positions.is_empty() {
+            text.push_str("No holdings yet: see /market.\n");
+        }
+        let _ = write!(
+            text,
+            "\nCash: {} (free {})\nNet worth: {}\nRealized P&amp;L: {}",
+            money(account.cash),
+            money(account.free_cash()),
+            money(worth),
+            money(account.realized_pnl)
+        );
+        Reply::text(text).with_row(vec![
+            Button::new("↻ Refresh", "/portfolio"),
+            Button::new("History", "/history"),
+            Button::new("Market", "/market"),
+        ])
+    }
+
+    async fn history(&self, player: PlayerId, page: u32) -> Reply {
+        let page = page.clamp(1, HISTORY_PAGES_MAX);
+        let wanted = HISTORY_PAGE_TRADES * usize::try_from(page).unwrap_or(1);
+        let trades = match self.store.trades_of(player, u64::MAX, wanted + 1).await {
+            Ok(trades) => trades,
+            Err(_) => return reply::rejection(&Rejection::Unavailable),
+        };
+        let start = wanted - HISTORY_PAGE_TRADES;
+        let shown: Vec<_> = trades.iter().skip(start).take(HISTORY_PAGE_TRADES).collect();
+        if shown.is_empty() {
+            return Reply::text(if page == 1 { "📭 No trades yet." } else { "📭 No older trades." });
+        }
+        let mut text = format!("🧾 <b>History</b> (page {page})\n");
+        for record in shown {
+            let trade = &record.trade;
+            let verb = if trade.side == Side::Buy { "bought" } else { "sold" };
+            let _ = writeln!(
+                text,
+                "{verb} {} {} at {} (fee {})",
+                trade.qty,
+                self.ticker_text(trade.asset),
+                money(trade.price),
+                money(trade.fee)
+            );
+        }
+        let mut nav = Vec::new();
+        if page > 1 {
+            nav.push(Button::new("‹ Newer", format!("/history {}", page - 1)));
+        }
+        if trades.len() > wanted && page < HISTORY_PAGES_MAX {
+            nav.push(Button::new("Older ›", format!("/history {}", page + 1)));
+        }
+        Reply::text(text).with_row(nav)
+    }
+
+    fn ticker_text(&self, asset: AssetId) -> String {
+        self.engine.universe().ticker(asset).map_or_else(|| format!("#{}", asset.0), |t| escape(t.as_str()))
+    }
+}
+
+fn describe_order(order: &RestingOrder, ticker: &str) -> String {
+    let verb = if order.side == Side::Buy { "buy" } else { "sell" };
+    match order.trigger {
+        Trigger::Limit(price) => format!("Limit {verb} {} {ticker} at {} or better", order.qty, money(price)),
+        Trigger::Stop(price) => format!("Stop-loss: sell {} {ticker} if the bid falls to {}", order.qty, money(price)),
+    }
+}
+
+fn range_label(range: ChartRange) -> &'static str {
+    match range {
+        ChartRange::Hour => "1h",
+        ChartRange::Day => "1d",
+        ChartRange::Week => "1w",
+    }
+}
+
+fn not_yet(what: &str) -> Reply {
+    Reply::text(format!("🚧 {} is coming soon.", escape(what)))
+}
+
+fn help() -> Reply {
+    use command::usage;
+    let lines = [
+        "/start — open your account",
+        "/market [category] — what's trading",
+        usage::QUOTE,
+        usage::BUY,
+        usage::SELL,
+        usage::STOP,
+        "/orders — your open orders",
+        usage::CANCEL,
+        "/portfolio — cash, holdings, net worth",
+        usage::HISTORY,
+    ];
+    let body: Vec<String> = lines.iter().map(|line| escape(line)).collect();
+    Reply::text(format!("📖 <b>Commands</b>\n{}", body.join("\n")))
+        .with_row(vec![Button::new("Market", "/market"), Button::new("Portfolio", "/portfolio")])
+}

@@ -1,0 +1,65 @@
+//! `/metrics`: the engine's counters in Prometheus text format.
+
+use std::fmt::Write as _;
+
+use actix_web::{HttpResponse, web};
+use actors::metrics::{EngineMetrics, FLUSH_BUCKETS_MS};
+
+use super::AppState;
+
+/// Prometheus exposition of the engine's metrics.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(render(state.bot.engine().metrics()))
+}
+
+/// Renders the metrics as Prometheus text.
+#[must_use]
+pub fn render(metrics: &EngineMetrics) -> String {
+    let get = EngineMetrics::get;
+    let mut text = String::with_capacity(2048);
+    let counters = [
+        ("stockbot_commands_total", "Commands applied by the market.", get(&metrics.commands)),
+        ("stockbot_trades_total", "Fills executed.", get(&metrics.trades)),
+        ("stockbot_rejections_total", "Commands rejected as player mistakes.", get(&metrics.rejections)),
+        (
+            "stockbot_busy_rejections_total",
+            "Commands refused because the engine was busy or the store down.",
+            get(&metrics.busy_rejections),
+        ),
+        ("stockbot_events_persisted_total", "Events made durable.", get(&metrics.events_persisted)),
+        ("stockbot_batches_persisted_total", "Group commits.", get(&metrics.batches_persisted)),
+        (
+            "stockbot_flush_failures_total",
+            "Group commits that failed (and were retried).",
+            get(&metrics.flush_failures),
+        ),
+        ("stockbot_ticks_total", "Market minutes stepped.", get(&metrics.ticks)),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+    let gauges = [
+        ("stockbot_pending_events", "Events waiting to be durable (queue depth).", get(&metrics.pending_events)),
+        ("stockbot_active_portfolios", "Portfolio actors in memory.", get(&metrics.active_portfolios)),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    let name = "stockbot_flush_latency_seconds";
+    let _ = writeln!(text, "# HELP {name} Time to make one group commit durable.\n# TYPE {name} histogram");
+    for (bound, bucket) in FLUSH_BUCKETS_MS.iter().zip(&metrics.flush_latency_buckets) {
+        let _ = writeln!(text, "{name}_bucket{{le=\"{}\"}} {}", bound / 1000.0, get(bucket));
+    }
+    let count = get(&metrics.flush_latency_count);
+    #[allow(clippy::cast_precision_loss)]
+    let sum_seconds = get(&metrics.flush_latency_sum_us) as f64 / 1e6;
+    let _ = writeln!(text, "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum_seconds}\n{name}_count {count}");
+    let name = "stockbot_batch_events";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Events per group commit.\n# TYPE {name} summary\n{name}_sum {}\n{name}_count {}",
+        get(&metrics.batch_events_sum),
+        get(&metrics.batches_persisted)
+    );
+    text
+}

@@ -1,0 +1,6 @@
+//! The chat front: parsing what players type into typed commands, and
+//! rendering replies (HTML with every outside string escaped, plus buttons).
+//! The same code serves Telegram and the local play page.
+
+pub mod command;
+pub mod reply;

@@ -1,0 +1,189 @@
+//! `Reply`: what the bot says back — HTML text (everything from players or
+//! config escaped) and inline buttons — and the one place that turns engine
+//! outcomes and `Rejection`s into words.
+
+use actors::domain::exchange::{Fill, Quote};
+use actors::domain::money::format_money;
+use actors::domain::order::Side;
+use actors::domain::rejection::Rejection;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::command::ParseError;
+
+/// Telegram's limit on `callback_data`, in bytes.
+pub const CALLBACK_DATA_LEN_MAX: usize = 64;
+
+/// An inline button; `data` is itself a command text, so the play page and
+/// Telegram callbacks run the same path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Button {
+    pub text: String,
+    pub data: String,
+}
+
+impl Button {
+    /// A button that runs `command` when pressed.
+    #[must_use]
+    pub fn new(text: impl Into<String>, command: impl Into<String>) -> Self {
+        let mut data: String = command.into();
+        data.truncate(CALLBACK_DATA_LEN_MAX);
+        Self { text: text.into(), data }
+    }
+}
+
+/// One message to the player.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    /// HTML (Telegram's subset).
+    pub text: String,
+    /// Rows of inline buttons.
+    pub buttons: Vec<Vec<Button>>,
+}
+
+impl Reply {
+    /// A reply without buttons.
+    #[must_use]
+    pub fn text(text: impl Into<String>) -> Self {
+        Self { text: text.into(), buttons: Vec::new() }
+    }
+
+    /// Adds a row of buttons.
+    #[must_use]
+    pub fn with_row(mut self, row: Vec<Button>) -> Self {
+        if !row.is_empty() {
+            self.buttons.push(row);
+        }
+        self
+    }
+}
+
+/// Escapes text for Telegram's HTML parse mode.
+#[must_use]
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            _ => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A price for people: grouped, two decimals.
+#[must_use]
+pub fn money(amount: Decimal) -> String {
+    format_money(amount)
+}
+
+/// The reply to a fill. Its first word (after the emoji) is `Bought` or
+/// `Sold`, and no other reply starts that way.
+#[must_use]
+pub fn fill(fill: &Fill, ticker: &str) -> Reply {
+    let trade = &fill.trade;
+    let (emoji, verb) = match trade.side {
+        Side::Buy => ("🟢", "Bought"),
+        Side::Sell => ("🔴", "Sold"),
+    };
+    let text = format!(
+        "{emoji} {verb} {qty} {ticker} at {price} avg\nFee: {fee} · Total: {total}\nCash now: {cash} · You hold {held} {ticker}",
+        qty = trade.qty,
+        ticker = escape(ticker),
+        price = money(trade.price),
+        fee = money(trade.fee),
+        total = money(trade.value()),
+        cash = money(fill.cash_after),
+        held = fill.held_after,
+    );
+    Reply::text(text).with_row(vec![
+        Button::new("Portfolio", "/portfolio"),
+        Button::new(format!("Quote {ticker}"), format!("/quote {ticker}")),
+    ])
+}
+
+/// A quote with buy/sell buttons.
+#[must_use]
+pub fn quote(quote: &Quote, ticker: &str, name: &str, category: &str) -> Reply {
+    let status = if quote.halted { "\n⛔ Trading halted" } else { "" };
+    let text = format!(
+        "<b>{ticker}</b> — {name} ({category})\nBid {bid} · Ask {ask}{status}",
+        ticker = escape(ticker),
+        name = escape(name),
+        category = escape(category),
+        bid = money(quote.bid),
+        ask = money(quote.ask),
+    );
+    let trade_row = |verb: &str, label: &str| {
+        [1, 10, 100].map(|qty| Button::new(format!("{label} {qty}"), format!("/{verb} {ticker} {qty}")))
+    };
+    Reply::text(text).with_row(trade_row("buy", "Buy").to_vec()).with_row(trade_row("sell", "Sell").to_vec()).with_row(
+        vec![Button::new("↻ Refresh", format!("/quote {ticker}")), Button::new("Chart", format!("/chart {ticker}"))],
+    )
+}
+
+/// Words for a player's mistake (or a refusal), saying what to do.
+#[must_use]
+pub fn rejection(rejection: &Rejection) -> Reply {
+    let text = match rejection {
+        Rejection::BadTicker { given } => format!("⚠️ '{}' is not a ticker. See /market for the list.", escape(given)),
+        Rejection::UnknownTicker { ticker } => {
+            format!("⚠️ There is no asset {}. See /market for the list.", escape(ticker.as_str()))
+        }
+        Rejection::BadQuantity { given } => {
+            format!("⚠️ '{}' is not a quantity: use a whole number of shares, like 10.", escape(given))
+        }
+        Rejection::BadPrice { given } => {
+            format!("⚠️ '{}' is not a price: use a positive number with at most 2 decimals, like 12.50.", escape(given))
+        }
+        Rejection::OrderTooLarge { qty_max } => format!("⚠️ At most {qty_max} shares per order."),
+        Rejection::OrderTooSmall { value_min } => format!("⚠️ Orders must be worth at least {}.", money(*value_min)),
+        Rejection::ExceedsLiquidity { qty_max } => {
+            format!("⚠️ That order is too large for this market right now: try at most {qty_max} shares.")
+        }
+        Rejection::PositionLimit { ticker, qty_max, held } => {
+            format!("⚠️ You may hold at most {qty_max} {}; you hold {held}.", escape(ticker.as_str()))
+        }
+        Rejection::InsufficientCash { needed, available } => {
+            format!("⚠️ Not enough cash: this buy needs {}, you have {}.", money(*needed), money(*available))
+        }
+        Rejection::InsufficientShares { ticker, needed, available } => format!(
+            "⚠️ Not enough shares: you want to sell {needed} {t}, you have {available} {t} free to sell.",
+            t = escape(ticker.as_str())
+        ),
+        Rejection::Halted { ticker, .. } => {
+            format!("⛔ Trading in {} is halted for now. Try again in a few minutes.", escape(ticker.as_str()))
+        }
+        Rejection::TooManyOpenOrders { open_max } => {
+            format!("⚠️ You have {open_max} open orders, the most allowed. Cancel one in /orders first.")
+        }
+        Rejection::PriceWouldExecute { ticker, market } => format!(
+            "⚠️ The bid of {} is already at {} or below: a stop there would sell at once. Use /sell instead.",
+            escape(ticker.as_str()),
+            money(*market)
+        ),
+        Rejection::StopOnlySells => "⚠️ Stop orders protect what you hold: they only sell.".to_owned(),
+        Rejection::UnknownOrder { order_id } => format!("⚠️ You have no open order #{order_id}. See /orders."),
+        Rejection::NoAccount => "👋 You don't have an account yet: send /start to begin.".to_owned(),
+        Rejection::AmountTooLarge => "⚠️ That amount is too large.".to_owned(),
+        Rejection::Busy => "⏳ The market is busy right now. Nothing was done; try again in a moment.".to_owned(),
+        Rejection::Unavailable => "⏳ Temporarily unavailable. Nothing was done; try again in a moment.".to_owned(),
+    };
+    Reply::text(text)
+}
+
+/// Words for a text that did not parse.
+#[must_use]
+pub fn parse_error(error: &ParseError) -> Option<Reply> {
+    match error {
+        ParseError::NotForUs => None,
+        ParseError::Unknown { command } => {
+            Some(Reply::text(format!("🤔 I don't know /{}. Send /help for the list of commands.", escape(command))))
+        }
+        ParseError::Usage { usage } => Some(Reply::text(format!("✍️ Usage: {}", escape(usage)))),
+        ParseError::Invalid(rejected) => Some(rejection(rejected)),
+    }
+}
