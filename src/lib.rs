@@ -4,6 +4,7 @@
 pub mod bot;
 pub mod config;
 pub mod http;
+pub mod loadgen;
 pub mod simulate;
 pub mod startup;
 pub mod telegram;

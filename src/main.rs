@@ -17,6 +17,19 @@ struct Cli {
 enum Command {
     /// Runs everything in one process: engine, HTTP, Telegram.
     Serve,
+    /// Simulated players trading; prints throughput and latency.
+    Loadgen {
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 1000)]
+        players: u32,
+        /// A running server's base URL (its webhook is driven); in-process without it.
+        #[arg(long)]
+        target: Option<String>,
+        /// Clients with one command in flight each (default: min(players, 4096)).
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
     /// Runs the market alone in simulated time and prints per-asset summaries.
     Simulate {
         #[arg(long, default_value_t = 7)]
@@ -43,6 +56,22 @@ fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
+/// Runs the load generator and prints its report.
+fn loadgen(
+    settings: &Settings,
+    args: stockbot::loadgen::LoadgenArgs,
+    target: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    if target.is_some() {
+        return Err("--target needs the Telegram webhook, which this build does not have yet".into());
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let report = stockbot::loadgen::run_in_process(settings, &args).await?;
+        println!("{}", report.render());
+        Ok(())
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load() {
@@ -55,6 +84,9 @@ fn main() -> ExitCode {
     stockbot::telemetry::init(settings.log_format.as_deref() == Some("json"));
     let result = match cli.command {
         Command::Serve => serve(settings),
+        Command::Loadgen { seconds, players, target, concurrency } => {
+            loadgen(&settings, stockbot::loadgen::LoadgenArgs { seconds, players, concurrency }, target)
+        }
         Command::Simulate { seed, hours, csv } => {
             stockbot::simulate::run(&settings.engine, seed, hours, csv.as_deref())
         }

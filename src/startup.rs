@@ -126,7 +126,10 @@ async fn wait_for_signal() {
 }
 
 /// The configured store: PostgreSQL with `DATABASE_URL`, else embedded.
-async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
+///
+/// # Errors
+/// A store that cannot be opened.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
     let _ = settings;
     Ok(Arc::new(actors::ports::memory::MemoryStore::new()))
 }

@@ -24,6 +24,8 @@ pub struct EngineSettings {
     pub flush_interval_ms: u64,
     /// Most commands in one market message.
     pub batch_commands_max: usize,
+    /// Most single commands waiting to be batched (a full queue answers "busy").
+    pub command_queue_max: usize,
     /// How often the market state is snapshotted (bounds replay at start).
     pub snapshot_interval_ms: u64,
 }
@@ -38,6 +40,7 @@ impl Default for EngineSettings {
             flush_batch_events_max: 20_000,
             flush_interval_ms: 2,
             batch_commands_max: 4_096,
+            command_queue_max: 65_536,
             snapshot_interval_ms: 60_000,
         }
     }

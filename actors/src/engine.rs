@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
@@ -104,6 +105,44 @@ pub struct Engine {
     metrics: Arc<EngineMetrics>,
     store_healthy: Arc<AtomicBool>,
     batch_commands_max: usize,
+    queue: mpsc::Sender<(Command, oneshot::Sender<CommandResult>)>,
+}
+
+/// Drains single commands into market batches: whatever has queued up while
+/// the previous batch was being sent goes out as the next one.
+async fn batch_commands(
+    market: Addr<MarketActor>,
+    mut queue: mpsc::Receiver<(Command, oneshot::Sender<CommandResult>)>,
+    batch_commands_max: usize,
+) {
+    while let Some((command, reply)) = queue.recv().await {
+        let mut commands = vec![command];
+        let mut replies = vec![reply];
+        while commands.len() < batch_commands_max {
+            match queue.try_recv() {
+                Ok((command, reply)) => {
+                    commands.push(command);
+                    replies.push(reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let request = market.send(ExecuteBatch(commands));
+        actix::spawn(async move {
+            match request.await {
+                Ok(results) => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(result);
+                    }
+                }
+                Err(_) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(Rejection::Unavailable));
+                    }
+                }
+            }
+        });
+    }
 }
 
 impl Engine {
@@ -150,7 +189,10 @@ impl Engine {
         let ticker = TickerActor::start_in_arbiter(&market_arbiter.handle(), move |_| {
             TickerActor::new(clock, interval, market_for_ticker, assets, sectors, categories, autonomous)
         });
+        let (queue, commands) = mpsc::channel(settings.command_queue_max.max(1));
+        actix::spawn(batch_commands(market.clone(), commands, settings.batch_commands_max.max(1)));
         Ok(Self {
+            queue,
             market,
             ticker,
             universe,
@@ -202,14 +244,22 @@ impl Engine {
         Ok(results)
     }
 
-    /// Runs one command.
+    /// Runs one command. Commands arriving together from many callers are
+    /// coalesced into one market message (smart batching); a full queue is
+    /// refused at once with `Busy`.
     ///
     /// # Errors
-    /// The command's `Rejection`; `Unavailable` if the engine stopped.
+    /// The command's `Rejection`; `Busy` when the queue is full;
+    /// `Unavailable` if the engine stopped.
     pub async fn execute_one(&self, command: Command) -> Result<Outcome, Rejection> {
-        match self.execute(vec![command]).await {
-            Ok(mut results) => results.pop().unwrap_or(Err(Rejection::Unavailable)),
-            Err(_) => Err(Rejection::Unavailable),
+        let (reply, result) = oneshot::channel();
+        match self.queue.try_send((command, reply)) {
+            Ok(()) => result.await.unwrap_or(Err(Rejection::Unavailable)),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.metrics.busy_rejections.fetch_add(1, Ordering::Relaxed);
+                Err(Rejection::Busy)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Rejection::Unavailable),
         }
     }
 

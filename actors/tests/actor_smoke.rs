@@ -34,7 +34,6 @@ fn config() -> EngineConfig {
 #[actix::test]
 async fn trades_flow_through_the_actor_system() {
     let config = config();
-    let universe = Arc::new(config.universe().unwrap());
     let store = MemoryStore::new();
     let clock = ManualClock::new(1_700_000_000_000);
     let deps = EngineDeps {

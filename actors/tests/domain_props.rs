@@ -734,13 +734,9 @@ proptest! {
         assert_same_but_float_bits(&restore(&market, snapshot, tail).state(), &original);
     }
 
-    /// Replay through JSON is bit for bit too. Ignored for now: without its
-    /// `float_roundtrip` feature serde_json parses floats best-effort, so a
-    /// tick's `model_mid` can come back one ULP off (1.9892043249482816 →
-    /// 1.9892043249482818), and so can a snapshot's book. Enable the feature
-    /// on the workspace's serde_json and drop the `#[ignore]`.
+    /// Replay through JSON is bit for bit too (serde_json's `float_roundtrip`
+    /// feature makes floats come back exactly).
     #[test]
-    #[ignore = "needs serde_json's float_roundtrip feature (workspace Cargo.toml)"]
     fn replay_through_json_is_bit_exact(market in market(), ops in ops(), cut in any::<Index>()) {
         let sim = simulated(&market, &ops);
         let original = sim.ex.state();

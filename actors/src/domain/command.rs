@@ -67,6 +67,9 @@ impl Exchange {
                 self.credit(player, amount, reason, at_ms, out).map(|cash| Outcome::Credited { cash })
             }
             Command::Halt { asset, halted } => {
+                if self.book(asset).is_none() {
+                    return Err(Rejection::BadTicker { given: format!("#{}", asset.0) });
+                }
                 self.set_halted(asset, halted, at_ms, out);
                 Ok(Outcome::Halted)
             }

@@ -388,7 +388,9 @@ impl Exchange {
         if value > MONEY_MAX {
             return Err(Rejection::AmountTooLarge);
         }
-        if value < self.rules.order_value_min {
+        // Closing a whole position is always allowed, however small it is.
+        let closes_position = side == Side::Sell && qty == account.held(asset);
+        if value < self.rules.order_value_min && !closes_position {
             return Err(Rejection::OrderTooSmall { value_min: self.rules.order_value_min });
         }
         let fee = self.fee(value);

@@ -1,0 +1,190 @@
+//! `stockbot loadgen`: simulated players trading as fast as the engine
+//! confirms. In-process (on the configured store: with `DATABASE_URL`, every
+//! counted trade was committed to PostgreSQL first) or, with `--target`,
+//! against a running server. Prints throughput and latency percentiles; the
+//! last line is `trades_per_sec=N p50_ms=N p99_ms=N`.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actors::clock::SystemClock;
+use actors::domain::command::{Command, Outcome};
+use actors::domain::exchange::Placed;
+use actors::domain::ids::{AssetId, PlayerId, Quantity};
+use actors::domain::order::{OrderKind, OrderRequest, Side};
+use actors::domain::price_model::mix_seed;
+use actors::domain::rejection::Rejection;
+use actors::engine::{Engine, EngineDeps};
+use actors::ports::NullNotifier;
+
+use crate::bot::local_player_id;
+use crate::config::Settings;
+use crate::startup::open_store;
+
+/// Most players a run may simulate.
+pub const PLAYERS_MAX: u32 = 1_000_000;
+/// Most concurrent clients (each with one command in flight).
+pub const CONCURRENCY_MAX: usize = 65_536;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadgenArgs {
+    pub seconds: f64,
+    pub players: u32,
+    /// Clients with one command in flight each; default `min(players, 4096)`.
+    pub concurrency: Option<usize>,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub confirmed_trades: u64,
+    pub rejected: u64,
+    pub busy: u64,
+    pub elapsed: Duration,
+    /// Latencies of confirmed trades, microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+}
+
+impl LoadReport {
+    /// Confirmed trades per second.
+    #[must_use]
+    pub fn trades_per_sec(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let trades = self.confirmed_trades as f64;
+        if seconds > 0.0 { trades / seconds } else { 0.0 }
+    }
+
+    /// The `q` quantile of latency in milliseconds (`q` in `[0, 1]`).
+    #[must_use]
+    pub fn percentile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let index = ((self.latencies_us.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        self.latencies_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
+    }
+
+    /// The summary, ending with the machine-readable line.
+    #[must_use]
+    pub fn render(&self) -> String {
+        format!(
+            "confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\nelapsed: {:.2} s\n\
+             latency p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms\n\
+             trades_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
+            self.confirmed_trades,
+            self.rejected,
+            self.busy,
+            self.elapsed.as_secs_f64(),
+            self.percentile_ms(0.5),
+            self.percentile_ms(0.9),
+            self.percentile_ms(0.99),
+            self.percentile_ms(1.0),
+            self.trades_per_sec(),
+            self.percentile_ms(0.5),
+            self.percentile_ms(0.99),
+        )
+    }
+}
+
+/// Why a run could not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("--seconds must be in (0, 3600] and --players in [1, {PLAYERS_MAX}]")]
+    Args,
+    #[error("{0}")]
+    Startup(#[from] crate::startup::StartupError),
+    #[error("engine: {0}")]
+    Engine(#[from] actors::engine::EngineError),
+}
+
+/// Runs simulated players against an in-process engine on the configured
+/// store. Must run inside an actix system.
+///
+/// # Errors
+/// Bad arguments, or a store/engine that cannot start.
+pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<LoadReport, LoadgenError> {
+    if !(args.seconds > 0.0 && args.seconds <= 3600.0) || args.players == 0 || args.players > PLAYERS_MAX {
+        return Err(LoadgenError::Args);
+    }
+    let store = open_store(settings).await?;
+    let deps =
+        EngineDeps { store, clock: Arc::new(SystemClock), notifier: Arc::new(NullNotifier), autonomous_ticker: true };
+    let engine = Engine::start(&settings.engine, deps).await?;
+    let players: Vec<PlayerId> = (0..args.players).map(|i| local_player_id(&format!("loadgen-{i}"))).collect();
+    for chunk in players.chunks(4_096) {
+        engine.execute(chunk.iter().map(|player| Command::Open { player: *player }).collect()).await?;
+    }
+    let concurrency = args.concurrency.unwrap_or(4_096).clamp(1, CONCURRENCY_MAX).min(players.len());
+    let assets = u16::try_from(engine.universe().len()).unwrap_or(u16::MAX);
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let players = Rc::new(players);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (engine, players) = (engine.clone(), Rc::clone(&players));
+            actix::spawn(trade_until(engine, players, worker, concurrency, assets, deadline))
+        })
+        .collect();
+    let mut report = LoadReport::default();
+    for worker in workers {
+        if let Ok(part) = worker.await {
+            report.confirmed_trades += part.confirmed_trades;
+            report.rejected += part.rejected;
+            report.busy += part.busy;
+            report.latencies_us.extend(part.latencies_us);
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.latencies_us.sort_unstable();
+    engine.shutdown().await?;
+    Ok(report)
+}
+
+/// One client: the players `worker, worker + stride, …`, one command at a time.
+async fn trade_until(
+    engine: Engine,
+    players: Rc<Vec<PlayerId>>,
+    worker: usize,
+    stride: usize,
+    assets: u16,
+    deadline: Instant,
+) -> LoadReport {
+    let mine: Vec<PlayerId> = players.iter().skip(worker).step_by(stride).copied().collect();
+    let mut report = LoadReport::default();
+    let mut held: Vec<Vec<u64>> = vec![vec![0; usize::from(assets)]; mine.len()];
+    let mut rng = mix_seed(0x10ad, worker as u64);
+    let mut turn = 0_usize;
+    while Instant::now() < deadline && !mine.is_empty() {
+        rng = mix_seed(rng, 1);
+        let slot = turn % mine.len();
+        turn += 1;
+        let (Some(player), Some(holdings)) = (mine.get(slot), held.get_mut(slot)) else { break };
+        let asset_index = usize::try_from(rng % u64::from(assets.max(1))).unwrap_or(0);
+        let owned = holdings.get(asset_index).copied().unwrap_or(0);
+        let side = if owned > 0 && (rng >> 20) % 10 < 5 { Side::Sell } else { Side::Buy };
+        let qty = if side == Side::Sell { owned.min(1 + (rng >> 32) % 5) } else { 1 + (rng >> 32) % 5 };
+        let Ok(qty) = Quantity::new(qty) else { continue };
+        let asset = AssetId(u16::try_from(asset_index).unwrap_or(0));
+        let request = OrderRequest { player: *player, asset, side, qty, kind: OrderKind::Market };
+        let sent = Instant::now();
+        match engine.execute_one(Command::Place(request)).await {
+            Ok(Outcome::Placed(Placed::Filled(fill))) => {
+                report.confirmed_trades += 1;
+                report.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                if let Some(slot) = holdings.get_mut(asset_index) {
+                    *slot = fill.held_after;
+                }
+            }
+            Err(Rejection::Busy | Rejection::Unavailable) => {
+                report.busy += 1;
+                actix::clock::sleep(Duration::from_millis(5)).await;
+            }
+            _ => report.rejected += 1,
+        }
+    }
+    report
+}
