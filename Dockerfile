@@ -1,6 +1,6 @@
 # Multi-stage build: compile with the Rust toolchain, run on a small Debian
 # image as an unprivileged user.
-FROM rust:1.85-bookworm AS build
+FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY actors actors
