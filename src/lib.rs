@@ -3,6 +3,7 @@
 
 pub mod bot;
 pub mod config;
+pub mod coord;
 pub mod http;
 pub mod loadgen;
 pub mod simulate;

@@ -1,0 +1,589 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+//! One contract suite for every `Coordinator` adapter: local, Redis,
+//! fallback with Redis up, and fallback with Redis down (a closed port, so
+//! every call is answered locally, each within a second). Then what only
+//! some adapters do: Redis pub/sub between instances, fast failure on a
+//! closed port, the fallback's recovery when Redis comes back.
+//!
+//! Redis is `TEST_REDIS_URL` or `redis://127.0.0.1:6379`; each test works
+//! under a fresh random key prefix and deletes its keys at the end.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actors::domain::ids::PlayerId;
+use actors::ports::BoxFuture;
+use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, PublishedQuote, RateDecision};
+use fred::prelude::{ClientLike, LuaInterface};
+use stockbot::coord::fallback::{FallbackCoordinator, FallbackOptions};
+use stockbot::coord::local::LocalCoordinator;
+use stockbot::coord::redis::{RedisCoordinator, RedisOptions};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+const CLOSED_URL: &str = "redis://127.0.0.1:1";
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn fresh_prefix() -> String {
+    format!("stockbot-test:{:016x}:", rand::random::<u64>())
+}
+
+async fn redis(prefix: &str) -> RedisCoordinator {
+    let url = redis_url();
+    let coord = RedisCoordinator::connect(&url, prefix).await.unwrap();
+    assert_eq!(coord.ping().await, Ok(()), "Redis not reachable at {url} (set TEST_REDIS_URL)");
+    coord
+}
+
+/// Deletes every key under `prefix` and checks none is left.
+async fn delete_keys(prefix: &str) {
+    let client =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis_url()).unwrap()).build().unwrap();
+    client.init().await.unwrap();
+    let script = "local ks = redis.call('KEYS', ARGV[1]) for _, k in ipairs(ks) do redis.call('DEL', k) end return #ks";
+    let _: i64 = client.eval(script, Vec::<String>::new(), format!("{prefix}*")).await.unwrap();
+    let left: i64 =
+        client.eval("return #redis.call('KEYS', ARGV[1])", Vec::<String>::new(), format!("{prefix}*")).await.unwrap();
+    assert_eq!(left, 0);
+    client.quit().await.unwrap();
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Local,
+    Redis,
+    FallbackUp,
+    FallbackDown,
+}
+
+/// A coordinator under test, and a second one sharing its state (another
+/// connection for Redis, the same instance for local state).
+struct Harness {
+    coord: Arc<dyn Coordinator>,
+    peer: Arc<dyn Coordinator>,
+    prefix: Option<String>,
+}
+
+impl Harness {
+    async fn new(backend: Backend) -> Self {
+        let prefix = fresh_prefix();
+        match backend {
+            Backend::Local => {
+                let coord: Arc<dyn Coordinator> = Arc::new(LocalCoordinator::new());
+                Self { peer: Arc::clone(&coord), coord, prefix: None }
+            }
+            Backend::Redis => Self {
+                coord: Arc::new(redis(&prefix).await),
+                peer: Arc::new(redis(&prefix).await),
+                prefix: Some(prefix),
+            },
+            Backend::FallbackUp => Self {
+                coord: Arc::new(FallbackCoordinator::new(redis(&prefix).await, LocalCoordinator::new())),
+                peer: Arc::new(FallbackCoordinator::new(redis(&prefix).await, LocalCoordinator::new())),
+                prefix: Some(prefix),
+            },
+            Backend::FallbackDown => {
+                let started = Instant::now();
+                let down = RedisCoordinator::connect(CLOSED_URL, &prefix).await.unwrap();
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "connect to a closed port took {:?}",
+                    started.elapsed()
+                );
+                let coord: Arc<dyn Coordinator> =
+                    Arc::new(Timed(Arc::new(FallbackCoordinator::new(down, LocalCoordinator::new()))));
+                Self { peer: Arc::clone(&coord), coord, prefix: None }
+            }
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Some(prefix) = self.prefix {
+            delete_keys(&prefix).await;
+        }
+    }
+}
+
+/// Runs each contract test against every backend.
+macro_rules! contract_suite {
+    ($($test:ident),* $(,)?) => {
+        contract_suite!(@backend local, Local; $($test),*);
+        contract_suite!(@backend redis, Redis; $($test),*);
+        contract_suite!(@backend fallback_up, FallbackUp; $($test),*);
+        contract_suite!(@backend fallback_down, FallbackDown; $($test),*);
+    };
+    (@backend $module:ident, $backend:ident; $($test:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let harness = super::Harness::new(super::Backend::$backend).await;
+                    super::$test(&harness).await;
+                    harness.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+contract_suite!(
+    first_seen_is_true_once,
+    first_seen_is_true_again_after_ttl,
+    rate_limit_allows_exactly_limit_per_window,
+    rate_limit_allows_again_after_window,
+    concurrent_try_lock_gives_exactly_one_token,
+    unlock_needs_the_holders_token,
+    lock_expires_after_ttl,
+    boards_rank_best_first_with_ties_by_player_id,
+    board_updates_and_bad_input,
+    prices_latest_is_the_last_published,
+    ping_answers,
+);
+
+async fn first_seen_is_true_once(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.first_seen("update:1", 60_000).await, Ok(true));
+    assert_eq!(c.first_seen("update:1", 60_000).await, Ok(false));
+    assert_eq!(h.peer.first_seen("update:1", 60_000).await, Ok(false));
+    assert_eq!(c.first_seen("update:2", 60_000).await, Ok(true));
+    assert_eq!(c.first_seen("", 60_000).await, Ok(true));
+    assert_eq!(c.first_seen("", 60_000).await, Ok(false));
+    let odd = "cb:ünïcödé:*?[]{} \n\u{0}";
+    assert_eq!(c.first_seen(odd, 60_000).await, Ok(true));
+    assert_eq!(c.first_seen(odd, 60_000).await, Ok(false));
+}
+
+async fn first_seen_is_true_again_after_ttl(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.first_seen("button:7", 200).await, Ok(true));
+    assert_eq!(c.first_seen("button:7", 200).await, Ok(false));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(c.first_seen("button:7", 200).await, Ok(true));
+    assert_eq!(c.first_seen("button:7", 200).await, Ok(false));
+}
+
+async fn rate_limit_allows_exactly_limit_per_window(h: &Harness) {
+    let c = &h.coord;
+    for _ in 0..5 {
+        assert_eq!(c.rate_limit("player:1", 5, 60_000).await, Ok(RateDecision::Allowed));
+    }
+    for _ in 0..3 {
+        match c.rate_limit("player:1", 5, 60_000).await {
+            Ok(RateDecision::Throttled { retry_after_ms }) => {
+                assert!((1..=60_000).contains(&retry_after_ms), "retry_after_ms = {retry_after_ms}");
+            }
+            other => panic!("expected Throttled, got {other:?}"),
+        }
+    }
+    // Another key has its own window; the peer shares this one.
+    assert_eq!(c.rate_limit("player:2", 5, 60_000).await, Ok(RateDecision::Allowed));
+    assert!(matches!(h.peer.rate_limit("player:1", 5, 60_000).await, Ok(RateDecision::Throttled { .. })));
+    // A limit of zero allows nothing.
+    assert!(matches!(c.rate_limit("player:3", 0, 60_000).await, Ok(RateDecision::Throttled { .. })));
+}
+
+async fn rate_limit_allows_again_after_window(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.rate_limit("chat:9", 2, 300).await, Ok(RateDecision::Allowed));
+    assert_eq!(c.rate_limit("chat:9", 2, 300).await, Ok(RateDecision::Allowed));
+    let retry_after_ms = match c.rate_limit("chat:9", 2, 300).await {
+        Ok(RateDecision::Throttled { retry_after_ms }) => retry_after_ms,
+        other => panic!("expected Throttled, got {other:?}"),
+    };
+    assert!((1..=300).contains(&retry_after_ms), "retry_after_ms = {retry_after_ms}");
+    tokio::time::sleep(Duration::from_millis(retry_after_ms + 400)).await;
+    assert_eq!(c.rate_limit("chat:9", 2, 300).await, Ok(RateDecision::Allowed));
+}
+
+async fn concurrent_try_lock_gives_exactly_one_token(h: &Harness) {
+    let attempts: Vec<JoinHandle<Result<Option<LockToken>, CoordError>>> = (0..100)
+        .map(|i| {
+            let coord = if i % 2 == 0 { &h.coord } else { &h.peer };
+            tokio::spawn(coord.try_lock("trade:42", 10_000))
+        })
+        .collect();
+    let mut tokens = Vec::new();
+    for attempt in attempts {
+        if let Some(token) = attempt.await.unwrap().unwrap() {
+            tokens.push(token);
+        }
+    }
+    assert_eq!(tokens.len(), 1, "tokens: {tokens:?}");
+    // A different key is free.
+    assert!(h.coord.try_lock("trade:43", 10_000).await.unwrap().is_some());
+}
+
+async fn unlock_needs_the_holders_token(h: &Harness) {
+    let c = &h.coord;
+    let token = c.try_lock("lock:a", 10_000).await.unwrap().unwrap();
+    assert_eq!(c.unlock("lock:a", LockToken("not-the-token".to_owned())).await, Ok(()));
+    assert_eq!(c.try_lock("lock:a", 10_000).await, Ok(None));
+    // Unlocking a free key or another key's lock is harmless.
+    assert_eq!(c.unlock("lock:free", token.clone()).await, Ok(()));
+    assert_eq!(h.peer.unlock("lock:a", token.clone()).await, Ok(()));
+    let again = c.try_lock("lock:a", 10_000).await.unwrap().unwrap();
+    assert_ne!(again, token);
+    // The old token cannot release the new holder.
+    assert_eq!(c.unlock("lock:a", token).await, Ok(()));
+    assert_eq!(c.try_lock("lock:a", 10_000).await, Ok(None));
+    assert_eq!(c.unlock("lock:a", again).await, Ok(()));
+    assert!(c.try_lock("lock:a", 10_000).await.unwrap().is_some());
+}
+
+async fn lock_expires_after_ttl(h: &Harness) {
+    let c = &h.coord;
+    let token = c.try_lock("lock:ttl", 200).await.unwrap().unwrap();
+    assert_eq!(c.try_lock("lock:ttl", 200).await, Ok(None));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let next = c.try_lock("lock:ttl", 10_000).await.unwrap().unwrap();
+    // The expired holder's late unlock does not free the new holder.
+    assert_eq!(c.unlock("lock:ttl", token).await, Ok(()));
+    assert_eq!(c.try_lock("lock:ttl", 10_000).await, Ok(None));
+    assert_eq!(c.unlock("lock:ttl", next).await, Ok(()));
+}
+
+async fn boards_rank_best_first_with_ties_by_player_id(h: &Harness) {
+    let c = &h.coord;
+    for (player, score) in [(1, 100.0), (2, 300.0), (4, 200.0), (3, 200.0), (-7, 300.0), (10, 200.0)] {
+        assert_eq!(c.board_set("global", PlayerId(player), score).await, Ok(()));
+    }
+    let expected = vec![
+        (PlayerId(-7), 300.0),
+        (PlayerId(2), 300.0),
+        (PlayerId(3), 200.0),
+        (PlayerId(4), 200.0),
+        (PlayerId(10), 200.0),
+        (PlayerId(1), 100.0),
+    ];
+    assert_eq!(c.board_range("global", 0, 100).await.unwrap(), expected);
+    assert_eq!(h.peer.board_range("global", 0, 100).await.unwrap(), expected);
+    assert_eq!(c.board_range("global", 1, 3).await.unwrap(), expected[1..4].to_vec());
+    assert_eq!(c.board_range("global", 5, 10).await.unwrap(), expected[5..].to_vec());
+    assert_eq!(c.board_range("global", 6, 10).await.unwrap(), vec![]);
+    assert_eq!(c.board_range("global", 0, 0).await.unwrap(), vec![]);
+    assert_eq!(c.board_range("global", u64::MAX, u64::MAX).await.unwrap(), vec![]);
+    for (rank, &(player, score)) in expected.iter().enumerate() {
+        assert_eq!(c.board_rank("global", player).await, Ok(Some((rank as u64, score))), "{player}");
+    }
+    assert_eq!(c.board_rank("global", PlayerId(99)).await, Ok(None));
+    assert_eq!(c.board_rank("nowhere", PlayerId(1)).await, Ok(None));
+    assert_eq!(c.board_range("nowhere", 0, 10).await.unwrap(), vec![]);
+    assert_eq!(c.board_range("group:-100", 0, 10).await.unwrap(), vec![]);
+}
+
+async fn board_updates_and_bad_input(h: &Harness) {
+    let c = &h.coord;
+    c.board_set("g", PlayerId(1), 10.0).await.unwrap();
+    c.board_set("g", PlayerId(2), 20.0).await.unwrap();
+    // A new score replaces the old one: no duplicate entry.
+    c.board_set("g", PlayerId(1), 30.5).await.unwrap();
+    assert_eq!(c.board_range("g", 0, 10).await.unwrap(), vec![(PlayerId(1), 30.5), (PlayerId(2), 20.0)]);
+    c.board_set("g", PlayerId(1), 5.0).await.unwrap();
+    assert_eq!(c.board_rank("g", PlayerId(1)).await, Ok(Some((1, 5.0))));
+    // Scores round-trip exactly, negatives and infinities included.
+    for (player, score) in [(3, 0.1 + 0.2), (4, -1234.5678), (5, 1e300), (6, f64::NEG_INFINITY), (7, -0.0)] {
+        c.board_set("exact", PlayerId(player), score).await.unwrap();
+        let (_, stored) = c.board_rank("exact", PlayerId(player)).await.unwrap().unwrap();
+        assert_eq!(stored, score, "player {player}");
+    }
+    // NaN is refused and changes nothing.
+    assert!(c.board_set("g", PlayerId(1), f64::NAN).await.is_err());
+    assert_eq!(c.board_rank("g", PlayerId(1)).await, Ok(Some((1, 5.0))));
+    // Extreme ids and board names are fine.
+    c.board_set("board with spaces/ünï*", PlayerId(i64::MIN), 1.0).await.unwrap();
+    c.board_set("board with spaces/ünï*", PlayerId(i64::MAX), 1.0).await.unwrap();
+    assert_eq!(
+        c.board_range("board with spaces/ünï*", 0, 10).await.unwrap(),
+        vec![(PlayerId(i64::MIN), 1.0), (PlayerId(i64::MAX), 1.0)]
+    );
+}
+
+fn update(minute: u64, mid: &str) -> PricesUpdate {
+    PricesUpdate {
+        minute,
+        quotes: vec![
+            PublishedQuote {
+                ticker: "ACME".to_owned(),
+                bid: "9.99".to_owned(),
+                ask: "10.01".to_owned(),
+                mid: mid.to_owned(),
+                halted: false,
+            },
+            PublishedQuote {
+                ticker: "ÜNÏ".to_owned(),
+                bid: "1".to_owned(),
+                ask: "1.02".to_owned(),
+                mid: "1.01".to_owned(),
+                halted: true,
+            },
+        ],
+    }
+}
+
+async fn prices_latest_is_the_last_published(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.latest_prices().await, Ok(None));
+    c.publish_prices(update(1, "10.00")).await.unwrap();
+    assert_eq!(c.latest_prices().await, Ok(Some(update(1, "10.00"))));
+    h.peer.publish_prices(update(2, "10.50")).await.unwrap();
+    assert_eq!(c.latest_prices().await, Ok(Some(update(2, "10.50"))));
+    assert_eq!(h.peer.latest_prices().await, Ok(Some(update(2, "10.50"))));
+}
+
+async fn ping_answers(h: &Harness) {
+    assert_eq!(h.coord.ping().await, Ok(()));
+}
+
+/// A coordinator that fails the test when any call takes a second or more.
+struct Timed(Arc<dyn Coordinator>);
+
+fn timed<T: Send + 'static>(what: &'static str, call: BoxFuture<T>) -> BoxFuture<T> {
+    Box::pin(async move {
+        let started = Instant::now();
+        let answer = call.await;
+        assert!(started.elapsed() < Duration::from_secs(1), "{what} took {:?}", started.elapsed());
+        answer
+    })
+}
+
+impl Coordinator for Timed {
+    fn first_seen(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<bool, CoordError>> {
+        timed("first_seen", self.0.first_seen(key, ttl_ms))
+    }
+    fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
+        timed("rate_limit", self.0.rate_limit(key, limit, window_ms))
+    }
+    fn try_lock(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<Option<LockToken>, CoordError>> {
+        timed("try_lock", self.0.try_lock(key, ttl_ms))
+    }
+    fn unlock(&self, key: &str, token: LockToken) -> BoxFuture<Result<(), CoordError>> {
+        timed("unlock", self.0.unlock(key, token))
+    }
+    fn publish_prices(&self, update: PricesUpdate) -> BoxFuture<Result<(), CoordError>> {
+        timed("publish_prices", self.0.publish_prices(update))
+    }
+    fn latest_prices(&self) -> BoxFuture<Result<Option<PricesUpdate>, CoordError>> {
+        timed("latest_prices", self.0.latest_prices())
+    }
+    fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>> {
+        timed("board_set", self.0.board_set(board, player, score))
+    }
+    fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>> {
+        timed("board_range", self.0.board_range(board, offset, limit))
+    }
+    fn board_rank(&self, board: &str, player: PlayerId) -> BoxFuture<Result<Option<(u64, f64)>, CoordError>> {
+        timed("board_rank", self.0.board_rank(board, player))
+    }
+    fn ping(&self) -> BoxFuture<Result<(), CoordError>> {
+        timed("ping", self.0.ping())
+    }
+}
+
+// ---- beyond the shared contract ----
+
+async fn recv_within<F, T>(what: &str, next: F) -> T
+where
+    F: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .unwrap_or_else(|_| panic!("no {what} within 5 s"))
+        .unwrap_or_else(|| panic!("{what}: subscription closed"))
+}
+
+#[tokio::test]
+async fn local_subscribers_receive_published_prices() {
+    let coord = LocalCoordinator::new();
+    let mut first = coord.subscribe_prices();
+    let mut second = coord.subscribe_prices();
+    coord.publish_prices(update(1, "10.00")).await.unwrap();
+    coord.publish_prices(update(2, "10.10")).await.unwrap();
+    for rx in [&mut first, &mut second] {
+        assert_eq!(rx.recv().await.unwrap(), update(1, "10.00"));
+        assert_eq!(rx.recv().await.unwrap(), update(2, "10.10"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_pubsub_delivers_to_another_instance() {
+    let prefix = fresh_prefix();
+    let publisher = redis(&prefix).await;
+    let receiver = redis(&prefix).await;
+    let stranger = redis(&fresh_prefix()).await;
+    let mut subscription = receiver.subscribe_prices().await.unwrap();
+    assert!(subscription.is_connected());
+    // An instance on another prefix is not heard.
+    stranger.publish_prices(update(7, "77.00")).await.unwrap();
+    publisher.publish_prices(update(1, "10.00")).await.unwrap();
+    publisher.publish_prices(update(2, "10.20")).await.unwrap();
+    assert_eq!(recv_within("price update", subscription.recv()).await, update(1, "10.00"));
+    assert_eq!(recv_within("price update", subscription.recv()).await, update(2, "10.20"));
+    assert_eq!(receiver.latest_prices().await, Ok(Some(update(2, "10.20"))));
+    delete_keys(&prefix).await;
+    delete_keys(stranger.prefix()).await;
+}
+
+#[tokio::test]
+async fn redis_on_a_closed_port_is_unavailable_at_once() {
+    let started = Instant::now();
+    let coord = RedisCoordinator::connect(CLOSED_URL, &fresh_prefix()).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "connect took {:?}", started.elapsed());
+    let coord = Timed(Arc::new(coord));
+    assert!(matches!(coord.ping().await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.first_seen("k", 1_000).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.rate_limit("k", 1, 1_000).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.try_lock("k", 1_000).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.unlock("k", LockToken("t".to_owned())).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.publish_prices(update(1, "1")).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.latest_prices().await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_set("b", PlayerId(1), 1.0).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_range("b", 0, 10).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_rank("b", PlayerId(1)).await, Err(CoordError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn redis_rejects_a_bad_url() {
+    assert!(matches!(RedisCoordinator::connect("not a url", "p:").await, Err(CoordError::Unavailable(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_subscription_hears_local_publishes_while_redis_is_down() {
+    let down = RedisCoordinator::connect(CLOSED_URL, &fresh_prefix()).await.unwrap();
+    let coord = FallbackCoordinator::new(down, LocalCoordinator::new());
+    let started = Instant::now();
+    let mut subscription = coord.subscribe_prices().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "subscribe took {:?}", started.elapsed());
+    coord.publish_prices(update(3, "3.00")).await.unwrap();
+    assert_eq!(recv_within("local price update", subscription.recv()).await, update(3, "3.00"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_subscription_hears_other_instances_through_redis() {
+    let prefix = fresh_prefix();
+    let coord = FallbackCoordinator::new(redis(&prefix).await, LocalCoordinator::new());
+    let other = FallbackCoordinator::new(redis(&prefix).await, LocalCoordinator::new());
+    let mut subscription = coord.subscribe_prices().await.unwrap();
+    other.publish_prices(update(4, "4.00")).await.unwrap();
+    assert_eq!(recv_within("price update", subscription.recv()).await, update(4, "4.00"));
+    delete_keys(&prefix).await;
+}
+
+/// A TCP proxy to Redis that can be taken down (listener closed,
+/// connections cut) and brought back on the same port.
+struct Proxy {
+    addr: SocketAddr,
+    target: SocketAddr,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Self {
+        let mut proxy = Self { addr: "127.0.0.1:0".parse().unwrap(), target, tasks: Arc::default() };
+        proxy.up().await;
+        proxy
+    }
+
+    async fn up(&mut self) {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.addr).unwrap();
+        let listener = socket.listen(64).unwrap();
+        self.addr = listener.local_addr().unwrap();
+        let target = self.target;
+        let tasks = Arc::clone(&self.tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(pipe);
+            }
+        });
+        self.tasks.lock().unwrap().push(accept);
+    }
+
+    fn down(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "not {what} within 15 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_answers_locally_during_an_outage_and_returns_to_redis() {
+    let prefix = fresh_prefix();
+    let direct = redis(&prefix).await;
+    let url = redis_url();
+    let target = {
+        let config = fred::prelude::Config::from_url(&url).unwrap();
+        let fred::prelude::ServerConfig::Centralized { server } = config.server else {
+            panic!("centralized redis expected")
+        };
+        tokio::net::lookup_host((server.host.to_string(), server.port)).await.unwrap().next().unwrap()
+    };
+    let mut proxy = Proxy::start(target).await;
+    let options = RedisOptions { reconnect_delay_min_ms: 20, reconnect_delay_max_ms: 100, ..RedisOptions::default() };
+    let through_proxy = RedisCoordinator::connect_with(&proxy.url(), &prefix, options).await.unwrap();
+    let fallback = FallbackCoordinator::with_options(
+        through_proxy,
+        LocalCoordinator::new(),
+        FallbackOptions { warn_interval_ms: 60_000, retry_after_failure_ms: 100 },
+    );
+    let coord = Timed(Arc::new(fallback.clone()));
+
+    // Redis up: answers come from Redis.
+    assert_eq!(coord.first_seen("a", 60_000).await, Ok(true));
+    assert_eq!(direct.first_seen("a", 60_000).await, Ok(false));
+
+    // Redis gone: answers come from local state, quickly.
+    proxy.down();
+    eventually("disconnected", async || !fallback.redis().is_connected()).await;
+    assert_eq!(coord.first_seen("b", 60_000).await, Ok(true));
+    assert_eq!(coord.first_seen("b", 60_000).await, Ok(false));
+    // Seen through Redis just before the outage, and mirrored locally.
+    assert_eq!(coord.first_seen("a", 60_000).await, Ok(false));
+    assert_eq!(direct.first_seen("b", 60_000).await, Ok(true), "b went to Redis during the outage");
+    assert_eq!(coord.rate_limit("r", 2, 60_000).await, Ok(RateDecision::Allowed));
+    assert_eq!(coord.rate_limit("r", 2, 60_000).await, Ok(RateDecision::Allowed));
+    assert!(matches!(coord.rate_limit("r", 2, 60_000).await, Ok(RateDecision::Throttled { .. })));
+    let token = coord.try_lock("l", 60_000).await.unwrap().unwrap();
+    assert_eq!(coord.try_lock("l", 60_000).await, Ok(None));
+    coord.unlock("l", token).await.unwrap();
+    assert!(coord.try_lock("l", 60_000).await.unwrap().is_some());
+    assert_eq!(coord.ping().await, Ok(()));
+    assert!(fallback.redis().ping().await.is_err());
+
+    // Redis back: answers come from Redis again.
+    proxy.up().await;
+    eventually("reconnected", async || fallback.redis().ping().await.is_ok()).await;
+    eventually("answering from redis", async || {
+        let key = format!("c:{}", rand::random::<u64>());
+        coord.first_seen(&key, 60_000).await == Ok(true) && direct.first_seen(&key, 60_000).await == Ok(false)
+    })
+    .await;
+    delete_keys(&prefix).await;
+}
