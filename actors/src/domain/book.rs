@@ -43,13 +43,16 @@ pub struct FillEstimate {
 }
 
 impl Book {
-    /// A fresh book at `initial_mid` for an asset with `params`.
+    /// A fresh book at `initial_mid` for an asset with `params` in a
+    /// category whose factor has daily volatility `sector_vol_daily`.
     #[must_use]
-    pub fn new(initial_mid: f64, params: &ModelParams) -> Self {
+    pub fn new(initial_mid: f64, params: &ModelParams, sector_vol_daily: f64) -> Self {
+        // The model reports own and sector volatility together; so is the baseline.
+        let sigma_base = (params.vol_daily.powi(2) + (params.sector_loading * sector_vol_daily).powi(2)).sqrt();
         Self {
             model_mid: initial_mid,
-            sigma_daily: params.vol_daily,
-            sigma_base: params.vol_daily,
+            sigma_daily: sigma_base,
+            sigma_base,
             half_spread: params.spread_bps / 20_000.0,
             liquidity_shares: params.liquidity_shares,
             flow_fast: 0.0,

@@ -77,7 +77,11 @@ impl Exchange {
         let books = universe
             .assets()
             .iter()
-            .map(|spec| Book::new(f64::try_from(spec.initial_price).unwrap_or(1.0), &spec.model))
+            .zip(universe.asset_categories())
+            .map(|(spec, category)| {
+                let sector_vol = universe.categories().get(*category).map_or(0.0, |c| c.vol_daily);
+                Book::new(f64::try_from(spec.initial_price).unwrap_or(1.0), &spec.model, sector_vol)
+            })
             .collect();
         Self { rules, universe, books, accounts: FxHashMap::default(), next_seq: 1, next_trade: 1, next_order: 1 }
     }
