@@ -8,5 +8,6 @@ pub mod http;
 pub mod loadgen;
 pub mod simulate;
 pub mod startup;
+pub mod store;
 pub mod telegram;
 pub mod telemetry;

@@ -1,0 +1,1 @@
+SELECT player, asset, qty, reserved_qty FROM holdings

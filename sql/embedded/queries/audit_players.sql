@@ -1,0 +1,1 @@
+SELECT player, cash FROM players

@@ -1,0 +1,1 @@
+SELECT player, asset, side, qty, price, fee FROM trades

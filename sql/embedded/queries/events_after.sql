@@ -1,0 +1,1 @@
+SELECT payload FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2

@@ -1,0 +1,1 @@
+SELECT payload FROM events WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq

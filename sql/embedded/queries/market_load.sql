@@ -1,0 +1,1 @@
+SELECT payload FROM market_snapshot WHERE id = 1

@@ -1,0 +1,1 @@
+COPY events (seq, at_ms, kind, player, payload) FROM STDIN (FORMAT binary)

@@ -1,0 +1,539 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+//! The `Store` contract: one suite run against the in-memory store (the
+//! reference), PostgreSQL (a fresh database per test on the local server,
+//! or `TEST_DATABASE_URL`) and the embedded SQLite store (a temporary
+//! directory per test). Batches come from a real `Exchange` driven by a
+//! seeded command mix, so the data is what the engine writes; every result
+//! is checked against the exchange's own state and, where the port defines
+//! it, against the in-memory reference fed the same batches.
+//!
+//! Throughput (not a test, run by hand):
+//! `cargo test --release --test store_contract -- --ignored --nocapture throughput`
+
+#[path = "store_contract/backends.rs"]
+mod backends;
+#[path = "store_contract/scenario.rs"]
+mod scenario;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actors::domain::command::Command;
+use actors::domain::event::{Event, Stamped};
+use actors::domain::ids::{AssetId, PlayerId};
+use actors::domain::order::Side;
+use actors::ports::memory::MemoryStore;
+use actors::ports::{EventBatch, Store, StoreError};
+use backends::{Backend, Embedded, Memory, Postgres};
+use rust_decimal::Decimal;
+use scenario::{Scenario, shifted};
+use stockbot::store::PostgresStore;
+
+/// A store under test next to the reference, fed the same batches.
+struct Fixture<B: Backend> {
+    backend: B,
+    store: Arc<dyn Store>,
+    reference: MemoryStore,
+}
+
+impl<B: Backend> Fixture<B> {
+    async fn new() -> Self {
+        let backend = B::create().await;
+        let store = backend.store();
+        Self { backend, store, reference: MemoryStore::new() }
+    }
+
+    /// Appends to both; they must agree on the outcome.
+    async fn append(&self, batch: &EventBatch) -> Result<(), StoreError> {
+        let result = self.store.append(Arc::new(batch.clone())).await;
+        let expected = self.reference.append(Arc::new(batch.clone())).await;
+        assert_eq!(result.is_ok(), expected.is_ok(), "store: {result:?}, reference: {expected:?}");
+        result
+    }
+
+    async fn reopen(&mut self) {
+        // Only the harness may hold the store while it reopens.
+        self.store = Arc::new(MemoryStore::new());
+        self.backend.reopen().await;
+        self.store = self.backend.store();
+    }
+
+    async fn all_events(&self) -> Vec<Stamped> {
+        self.store.events_after(0, usize::MAX).await.unwrap()
+    }
+
+    /// Every player's stored ledger is the exchange's, and so are the
+    /// stored resting orders (where the store keeps them apart).
+    async fn assert_ledgers(&self, scenario: &Scenario) {
+        for player in &scenario.players {
+            let stored = self.store.load_account(*player).await.unwrap();
+            assert_eq!(stored.as_ref(), scenario.exchange.account(*player), "ledger of {player}");
+        }
+        if let Some(stored) = self.backend.resting_orders().await {
+            let mut resting: Vec<u64> =
+                scenario.exchange.market_state().books.iter().flat_map(|b| b.resting.iter().map(|o| o.id.0)).collect();
+            resting.sort_unstable();
+            assert_eq!(stored, resting, "resting orders");
+        }
+    }
+}
+
+/// A scenario with accounts open and `batches` busy batches, all appended.
+async fn played<B: Backend>(seed: u64, players: i64, batches: usize) -> (Fixture<B>, Scenario) {
+    let fixture = Fixture::<B>::new().await;
+    let mut scenario = Scenario::new(seed, players);
+    fixture.append(&scenario.open_all()).await.unwrap();
+    for _ in 0..batches {
+        fixture.append(&scenario.busy(40)).await.unwrap();
+    }
+    (fixture, scenario)
+}
+
+fn is_invalid<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Invalid(_)))
+}
+
+// ---- the cases ------------------------------------------------------------
+
+mod cases {
+    use super::*;
+
+    pub async fn append_and_load_roundtrip<B: Backend>() {
+        let (fixture, mut scenario) = played::<B>(1, 12, 8).await;
+        // A position bought, then sold whole in a later batch, leaves no trace.
+        let player = PlayerId(500);
+        let bought = scenario.batch(|s, out| {
+            assert!(s.run(Command::Open { player }, out));
+            assert!(s.market(player, 2, Side::Buy, 3, out));
+        });
+        fixture.append(&bought).await.unwrap();
+        assert_eq!(fixture.store.load_account(player).await.unwrap().unwrap().held(AssetId(2)), 3);
+        let sold = scenario.batch(|s, out| assert!(s.market(player, 2, Side::Sell, 3, out)));
+        fixture.append(&sold).await.unwrap();
+        let stored = fixture.store.load_account(player).await.unwrap().unwrap();
+        assert!(stored.positions.is_empty());
+        assert_eq!(Some(&stored), scenario.exchange.account(player));
+        fixture.assert_ledgers(&scenario).await;
+
+        let accounts: Vec<_> = scenario.players.iter().filter_map(|p| scenario.exchange.account(*p)).collect();
+        assert!(accounts.iter().any(|a| a.positions.len() >= 2), "someone holds two assets");
+        assert!(accounts.iter().any(|a| a.open_orders > 0 && a.reserved_cash > Decimal::ZERO), "resting buys");
+        assert!(accounts.iter().any(|a| a.positions.iter().any(|p| p.reserved_qty > 0)), "resting sells");
+        assert!(scenario.count(|e| matches!(e, Event::Traded(t) if t.order.is_some())) > 0, "resting fills");
+        assert!(scenario.count(|e| matches!(e, Event::OrderCancelled { .. })) > 0, "cancels");
+        assert!(scenario.count(|e| matches!(e, Event::CashCredited { .. })) > 0, "credits");
+
+        assert_eq!(fixture.store.load_account(PlayerId(987_654)).await.unwrap(), None);
+        assert_eq!(fixture.all_events().await, scenario.log);
+        fixture.store.ping().await.unwrap();
+    }
+
+    pub async fn seq_must_continue_the_log<B: Backend>() {
+        let fixture = Fixture::<B>::new().await;
+        let mut scenario = Scenario::new(2, 6);
+        let opened = scenario.open_all();
+        assert!(is_invalid(&fixture.append(&shifted(&opened, 1)).await), "an empty log starts at 1");
+        fixture.append(&opened).await.unwrap();
+        let next = scenario.busy(30);
+        assert!(is_invalid(&fixture.append(&shifted(&next, 1)).await), "a gap");
+        assert!(is_invalid(&fixture.append(&shifted(&next, -1)).await), "a repeated seq");
+        assert!(is_invalid(&fixture.append(&shifted(&next, -5)).await), "repeated seqs");
+
+        // The refused batches left nothing: neither events nor ledgers.
+        assert_eq!(fixture.all_events().await, opened.events);
+        for (player, account) in &opened.accounts {
+            assert_eq!(fixture.store.load_account(*player).await.unwrap().as_ref(), Some(account));
+        }
+        assert!(fixture.store.trades_of(scenario.players[0], u64::MAX, 100).await.unwrap().is_empty());
+        assert!(fixture.store.audit(scenario.tickers()).await.unwrap().ok);
+
+        fixture.append(&next).await.unwrap();
+        assert_eq!(fixture.all_events().await, scenario.log);
+        fixture.assert_ledgers(&scenario).await;
+    }
+
+    pub async fn events_after_pages<B: Backend>() {
+        let (fixture, scenario) = played::<B>(3, 8, 5).await;
+        let log = &scenario.log;
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = fixture.store.events_after(after, 7).await.unwrap();
+            assert!(page.len() <= 7);
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            paged.extend(page);
+        }
+        assert_eq!(&paged, log);
+        assert_eq!(fixture.store.events_after(5, 3).await.unwrap(), log[5..8].to_vec());
+        assert!(fixture.store.events_after(log.len() as u64, 10).await.unwrap().is_empty());
+        assert!(fixture.store.events_after(0, 0).await.unwrap().is_empty());
+        assert_eq!(fixture.store.events_after(0, usize::MAX).await.unwrap(), *log);
+    }
+
+    pub async fn market_snapshot_roundtrip<B: Backend>() {
+        let fixture = Fixture::<B>::new().await;
+        let mut scenario = Scenario::new(4, 6);
+        assert!(fixture.store.load_market().await.unwrap().is_none());
+        let first = scenario.snapshot();
+        fixture.store.save_market(Arc::new(first.clone())).await.unwrap();
+        let loaded = fixture.store.load_market().await.unwrap().unwrap();
+        assert_eq!(serde_json::to_string(&loaded).unwrap(), serde_json::to_string(&first).unwrap());
+
+        fixture.append(&scenario.open_all()).await.unwrap();
+        for _ in 0..4 {
+            fixture.append(&scenario.busy(40)).await.unwrap();
+        }
+        let later = scenario.snapshot();
+        assert!(later.exchange.books.iter().any(|book| !book.resting.is_empty()), "books with resting orders");
+        fixture.store.save_market(Arc::new(later.clone())).await.unwrap();
+        let loaded = fixture.store.load_market().await.unwrap().unwrap();
+        assert_eq!(loaded.exchange, later.exchange);
+        assert_eq!(serde_json::to_string(&loaded).unwrap(), serde_json::to_string(&later).unwrap());
+    }
+
+    pub async fn audit_reconciles_and_catches_tampering<B: Backend>() {
+        let (mut fixture, scenario) = played::<B>(5, 10, 6).await;
+        let tickers = scenario.tickers();
+        let audit = fixture.store.audit(Arc::clone(&tickers)).await.unwrap();
+        assert!(audit.ok, "{audit:?}");
+        assert_eq!(audit, fixture.reference.audit(Arc::clone(&tickers)).await.unwrap());
+        assert_eq!(audit.events, scenario.log.len() as u64);
+        let accounts: Vec<_> = scenario.players.iter().filter_map(|p| scenario.exchange.account(*p)).collect();
+        assert_eq!(audit.cash_total, accounts.iter().map(|a| a.cash).sum::<Decimal>());
+        for (index, ticker) in tickers.iter().enumerate() {
+            let held: u64 = accounts.iter().map(|a| a.held(AssetId(index as u16))).sum();
+            assert_eq!(audit.shares.get(ticker).copied().unwrap_or(0), held, "{ticker}");
+        }
+        // Assets the caller cannot name are reported by id.
+        let unnamed = fixture.store.audit(Arc::new(vec!["ACME".to_owned()])).await.unwrap();
+        assert_eq!(unnamed, fixture.reference.audit(Arc::new(vec!["ACME".to_owned()])).await.unwrap());
+
+        let victim = scenario.players[3];
+        fixture.backend.tamper_cash(victim, Decimal::new(1, 2)).await;
+        fixture.store = fixture.backend.store();
+        let audit = fixture.store.audit(Arc::clone(&tickers)).await.unwrap();
+        assert!(!audit.ok, "one cent too many must be noticed");
+        assert_eq!(audit.cash_total, accounts.iter().map(|a| a.cash).sum::<Decimal>() + Decimal::new(1, 2));
+    }
+
+    pub async fn trades_of_pages_newest_first<B: Backend>() {
+        let (fixture, scenario) = played::<B>(6, 5, 8).await;
+        let player = *scenario
+            .players
+            .iter()
+            .max_by_key(|p| scenario.count(|e| matches!(e, Event::Traded(t) if t.player == **p)))
+            .unwrap();
+        let mut expected: Vec<_> = scenario
+            .log
+            .iter()
+            .filter_map(|e| match &e.event {
+                Event::Traded(trade) if trade.player == player => Some((e.seq, e.at_ms, *trade)),
+                _ => None,
+            })
+            .collect();
+        expected.reverse();
+        assert!(expected.len() >= 7, "player {player} traded {} times", expected.len());
+
+        let mut paged = Vec::new();
+        let mut before = u64::MAX;
+        loop {
+            let page = fixture.store.trades_of(player, before, 3).await.unwrap();
+            assert_eq!(page, fixture.reference.trades_of(player, before, 3).await.unwrap());
+            let Some(last) = page.last() else { break };
+            before = last.seq;
+            paged.extend(page);
+        }
+        let paged: Vec<_> = paged.iter().map(|r| (r.seq, r.at_ms, r.trade)).collect();
+        assert_eq!(paged, expected);
+        assert!(fixture.store.trades_of(player, 1, 10).await.unwrap().is_empty());
+        assert!(fixture.store.trades_of(PlayerId(987_654), u64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    pub async fn candles_bucket_by_minute<B: Backend>() {
+        let (fixture, scenario) = played::<B>(7, 8, 12).await;
+        let mut traded_volume = 0;
+        for asset in 0..3_u16 {
+            let asset = AssetId(asset);
+            let candles = fixture.store.candles(asset, 0, 10_000).await.unwrap();
+            assert_eq!(candles, fixture.reference.candles(asset, 0, 10_000).await.unwrap());
+            assert!(candles.len() >= 3, "{asset:?}: {candles:?}");
+            assert!(candles.windows(2).all(|w| w[0].start_ms < w[1].start_ms));
+            assert!(candles.iter().all(|c| c.start_ms % 60_000 == 0 && c.low <= c.open && c.open <= c.high));
+            assert!(candles.iter().all(|c| c.low <= c.close && c.close <= c.high));
+            traded_volume += candles.iter().map(|c| c.volume).sum::<u64>();
+
+            let since = candles[1].start_ms;
+            let page = fixture.store.candles(asset, since, 2).await.unwrap();
+            assert_eq!(page, candles[1..3].to_vec());
+            assert_eq!(page, fixture.reference.candles(asset, since, 2).await.unwrap());
+        }
+        assert!(traded_volume > 0);
+        assert!(scenario.log.len() > 100);
+    }
+
+    pub async fn same_player_twice_last_wins<B: Backend>() {
+        let fixture = Fixture::<B>::new().await;
+        let mut scenario = Scenario::new(8, 6);
+        fixture.append(&scenario.open_all()).await.unwrap();
+        let player = PlayerId(500);
+        let first = scenario.batch(|s, out| {
+            assert!(s.run(Command::Open { player }, out));
+            assert!(s.market(player, 0, Side::Buy, 4, out));
+            assert!(s.market(player, 1, Side::Buy, 2, out));
+        });
+        let busy = scenario.busy(30);
+        let second = scenario.batch(|s, out| assert!(s.market(player, 0, Side::Sell, 4, out)));
+        // What group commit makes of three market batches: one batch, with
+        // the player's ledger three times (each as it stood after its batch).
+        let mut merged = EventBatch::default();
+        for batch in [&first, &busy, &second] {
+            merged.events.extend(batch.events.iter().cloned());
+            merged.accounts.extend(batch.accounts.iter().cloned());
+        }
+        assert!(merged.accounts.iter().filter(|(p, _)| *p == player).count() >= 2);
+        fixture.append(&merged).await.unwrap();
+        fixture.assert_ledgers(&scenario).await;
+        let stored = fixture.store.load_account(player).await.unwrap().unwrap();
+        assert_eq!(Some(&stored), scenario.exchange.account(player));
+        assert_eq!(stored.held(AssetId(0)), 0, "the position sold in the last batch is gone");
+        assert_eq!(stored.held(AssetId(1)), 2);
+        assert!(fixture.store.audit(scenario.tickers()).await.unwrap().ok);
+    }
+
+    pub async fn survives_reopen<B: Backend>() {
+        let (mut fixture, mut scenario) = played::<B>(9, 8, 5).await;
+        let snapshot = scenario.snapshot();
+        fixture.store.save_market(Arc::new(snapshot.clone())).await.unwrap();
+        let audit = fixture.store.audit(scenario.tickers()).await.unwrap();
+        let candles = fixture.store.candles(AssetId(0), 0, 1_000).await.unwrap();
+        let trades = fixture.store.trades_of(scenario.players[0], u64::MAX, 1_000).await.unwrap();
+
+        fixture.reopen().await;
+        assert_eq!(fixture.all_events().await, scenario.log);
+        fixture.assert_ledgers(&scenario).await;
+        let loaded = fixture.store.load_market().await.unwrap().unwrap();
+        assert_eq!(serde_json::to_string(&loaded).unwrap(), serde_json::to_string(&snapshot).unwrap());
+        assert_eq!(fixture.store.audit(scenario.tickers()).await.unwrap(), audit);
+        assert_eq!(fixture.store.candles(AssetId(0), 0, 1_000).await.unwrap(), candles);
+        assert_eq!(fixture.store.trades_of(scenario.players[0], u64::MAX, 1_000).await.unwrap(), trades);
+
+        // The reopened log goes on where it stopped.
+        let next = scenario.busy(20);
+        assert!(is_invalid(&fixture.append(&shifted(&next, -1)).await));
+        fixture.append(&next).await.unwrap();
+        fixture.assert_ledgers(&scenario).await;
+        assert!(fixture.store.audit(scenario.tickers()).await.unwrap().ok);
+    }
+
+    // ---- SQL stores only (the reference has no transactions to roll back) --
+
+    /// A batch that fails after its events went in (a fill whose trade id is
+    /// taken) leaves nothing behind.
+    pub async fn failing_batch_writes_nothing<B: Backend>() {
+        let backend = B::create().await;
+        let store = backend.store();
+        let mut scenario = Scenario::new(10, 8);
+        store.append(Arc::new(scenario.open_all())).await.unwrap();
+        store.append(Arc::new(scenario.busy(40))).await.unwrap();
+        let before_events = store.events_after(0, usize::MAX).await.unwrap();
+        let before_audit = store.audit(scenario.tickers()).await.unwrap();
+        let before_candles = store.candles(AssetId(0), 0, 1_000).await.unwrap();
+        let taken = scenario.log.iter().find_map(|e| match &e.event {
+            Event::Traded(trade) => Some(trade.id),
+            _ => None,
+        });
+
+        let next = scenario.busy(40);
+        let mut broken = next.clone();
+        let last_fill = broken.events.iter_mut().rev().find_map(|e| match &mut e.event {
+            Event::Traded(trade) => Some(trade),
+            _ => None,
+        });
+        last_fill.unwrap().id = taken.unwrap();
+        let result = store.append(Arc::new(broken)).await;
+        assert!(is_invalid(&result), "{result:?}");
+
+        assert_eq!(store.events_after(0, usize::MAX).await.unwrap(), before_events);
+        assert_eq!(store.audit(scenario.tickers()).await.unwrap(), before_audit);
+        assert_eq!(store.candles(AssetId(0), 0, 1_000).await.unwrap(), before_candles);
+        store.append(Arc::new(next)).await.unwrap();
+        assert_eq!(store.events_after(0, usize::MAX).await.unwrap(), scenario.log);
+        for player in &scenario.players {
+            assert_eq!(store.load_account(*player).await.unwrap().as_ref(), scenario.exchange.account(*player));
+        }
+    }
+
+    /// Seqs must be contiguous inside a batch too.
+    pub async fn gap_inside_a_batch_is_refused<B: Backend>() {
+        let backend = B::create().await;
+        let store = backend.store();
+        let mut scenario = Scenario::new(11, 4);
+        let opened = scenario.open_all();
+        let mut holed = opened.clone();
+        holed.events[2].seq += 1;
+        let result = store.append(Arc::new(holed)).await;
+        assert!(is_invalid(&result), "{result:?}");
+        assert!(store.events_after(0, 100).await.unwrap().is_empty());
+        store.append(Arc::new(opened)).await.unwrap();
+    }
+
+    /// A batch sent again after it committed (its acknowledgement was lost)
+    /// is recognised and not written twice.
+    pub async fn retried_batch_is_written_once<B: Backend>() {
+        let backend = B::create().await;
+        let store = backend.store();
+        let mut scenario = Scenario::new(12, 6);
+        store.append(Arc::new(scenario.open_all())).await.unwrap();
+        let batch = Arc::new(scenario.busy(40));
+        store.append(Arc::clone(&batch)).await.unwrap();
+        store.append(Arc::clone(&batch)).await.unwrap();
+        assert_eq!(store.events_after(0, usize::MAX).await.unwrap(), scenario.log);
+        assert!(store.audit(scenario.tickers()).await.unwrap().ok);
+    }
+}
+
+macro_rules! contract {
+    ($backend:ident: $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                cases::$case::<super::$backend>().await;
+            }
+        )*
+    };
+}
+
+macro_rules! shared_suite {
+    ($module:ident, $backend:ident) => {
+        mod $module {
+            use super::cases;
+            contract!($backend:
+                append_and_load_roundtrip,
+                seq_must_continue_the_log,
+                events_after_pages,
+                market_snapshot_roundtrip,
+                audit_reconciles_and_catches_tampering,
+                trades_of_pages_newest_first,
+                candles_bucket_by_minute,
+                same_player_twice_last_wins,
+                survives_reopen,
+            );
+        }
+    };
+}
+
+shared_suite!(memory, Memory);
+shared_suite!(postgres, Postgres);
+shared_suite!(embedded, Embedded);
+
+macro_rules! sql_suite {
+    ($module:ident, $backend:ident) => {
+        mod $module {
+            use super::cases;
+            contract!($backend: failing_batch_writes_nothing, gap_inside_a_batch_is_refused, retried_batch_is_written_once);
+        }
+    };
+}
+
+sql_suite!(postgres_sql, Postgres);
+sql_suite!(embedded_sql, Embedded);
+
+// ---- adapter specifics ----------------------------------------------------
+
+/// A server that is not there is `Unavailable`, from every call, never a panic.
+#[tokio::test]
+async fn postgres_on_a_closed_port_is_unavailable() {
+    let url = "postgres://postgres@127.0.0.1:1/postgres";
+    let refused = PostgresStore::connect(url, 2).await;
+    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    let refused = stockbot::store::migrate(url).await;
+    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+
+    let store = PostgresStore::connect_lazy(url, 2).unwrap();
+    let mut scenario = Scenario::new(13, 2);
+    let unavailable = |result: Result<(), StoreError>| assert!(matches!(result, Err(StoreError::Unavailable(_))));
+    unavailable(store.append(Arc::new(scenario.open_all())).await);
+    unavailable(store.ping().await);
+    unavailable(store.load_account(PlayerId(1)).await.map(drop));
+    unavailable(store.load_market().await.map(drop));
+    unavailable(store.save_market(Arc::new(scenario.snapshot())).await);
+    unavailable(store.events_after(0, 10).await.map(drop));
+    unavailable(store.audit(scenario.tickers()).await.map(drop));
+    unavailable(store.trades_of(PlayerId(1), u64::MAX, 10).await.map(drop));
+    unavailable(store.candles(AssetId(0), 0, 10).await.map(drop));
+
+    assert!(matches!(PostgresStore::connect_lazy("not a url", 2), Err(StoreError::Invalid(_))));
+    assert!(matches!(PostgresStore::connect_lazy(url, 0), Err(StoreError::Invalid(_))));
+}
+
+/// `connect` never migrates; `migrate` applies each version once.
+#[tokio::test]
+async fn postgres_migrates_only_when_asked() {
+    let database = backends::FreshDatabase::create().await;
+    let store = PostgresStore::connect(&database.url, 2).await.unwrap();
+    let mut scenario = Scenario::new(14, 2);
+    let batch = Arc::new(scenario.open_all());
+    assert!(is_invalid(&store.append(Arc::clone(&batch)).await), "no schema yet");
+
+    stockbot::store::migrate(&database.url).await.unwrap();
+    stockbot::store::migrate(&database.url).await.unwrap();
+    let client = database.client().await;
+    let versions: Vec<i32> =
+        client.query("SELECT version FROM schema_migrations", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert_eq!(versions, vec![1]);
+    store.append(batch).await.unwrap();
+    assert!(store.audit(scenario.tickers()).await.unwrap().ok);
+}
+
+/// The embedded store makes its directory and names its file.
+#[tokio::test]
+async fn embedded_creates_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let nested = dir.path().join("a").join("b");
+    let store = stockbot::store::EmbeddedStore::open(&nested).await.unwrap();
+    assert_eq!(store.path(), nested.join("stockbot.sqlite3"));
+    store.ping().await.unwrap();
+    assert!(store.path().exists());
+}
+
+// ---- throughput (run by hand) ---------------------------------------------
+
+/// Appends `batches` batches of `trades` market orders each and prints the rate.
+async fn measure(name: &str, store: &dyn Store, trades: usize, batches: usize) {
+    let mut scenario = Scenario::new(99, 1_000);
+    store.append(Arc::new(scenario.open_all())).await.unwrap();
+    let work: Vec<Arc<EventBatch>> = (0..batches).map(|round| Arc::new(scenario.market_round(trades, round))).collect();
+    let events: usize = work.iter().map(|b| b.events.len()).sum();
+    let fills = scenario.count(|e| matches!(e, Event::Traded(_)));
+    let started = Instant::now();
+    for batch in work {
+        store.append(batch).await.unwrap();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{name}: {batches} batches of {trades} orders: {:.0} events/s, {:.0} trades/s, {:.1} ms per batch",
+        events as f64 / seconds,
+        fills as f64 / seconds,
+        seconds * 1_000.0 / batches as f64
+    );
+    assert!(store.audit(scenario.tickers()).await.unwrap().ok);
+}
+
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn throughput_postgres() {
+    for (trades, batches) in [(1, 300), (100, 100), (1_000, 40), (10_000, 6)] {
+        let backend = Postgres::create().await;
+        measure("postgres", &*backend.store(), trades, batches).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn throughput_embedded() {
+    for (trades, batches) in [(1, 300), (100, 100), (1_000, 40), (10_000, 6)] {
+        let backend = Embedded::create().await;
+        measure("embedded", &*backend.store(), trades, batches).await;
+    }
+}
