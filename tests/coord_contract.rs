@@ -9,6 +9,7 @@
 //! under a fresh random key prefix and deletes its keys at the end.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +20,8 @@ use fred::prelude::{ClientLike, LuaInterface};
 use stockbot::coord::fallback::{FallbackCoordinator, FallbackOptions};
 use stockbot::coord::local::LocalCoordinator;
 use stockbot::coord::redis::{RedisCoordinator, RedisOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -478,11 +481,14 @@ struct Proxy {
     addr: SocketAddr,
     target: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// While set, bytes are swallowed in both directions: a hung Redis.
+    frozen: Arc<AtomicBool>,
 }
 
 impl Proxy {
     async fn start(target: SocketAddr) -> Self {
-        let mut proxy = Self { addr: "127.0.0.1:0".parse().unwrap(), target, tasks: Arc::default() };
+        let mut proxy =
+            Self { addr: "127.0.0.1:0".parse().unwrap(), target, tasks: Arc::default(), frozen: Arc::default() };
         proxy.up().await;
         proxy
     }
@@ -495,14 +501,15 @@ impl Proxy {
         self.addr = listener.local_addr().unwrap();
         let target = self.target;
         let tasks = Arc::clone(&self.tasks);
+        let frozen = Arc::clone(&self.frozen);
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let pipe = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(pipe);
+            while let Ok((inbound, _)) = listener.accept().await {
+                let Ok(outbound) = TcpStream::connect(target).await else { continue };
+                let (from_client, to_client) = inbound.into_split();
+                let (from_redis, to_redis) = outbound.into_split();
+                let mut tasks = tasks.lock().unwrap();
+                tasks.push(tokio::spawn(pump(from_client, to_redis, Arc::clone(&frozen))));
+                tasks.push(tokio::spawn(pump(from_redis, to_client, Arc::clone(&frozen))));
             }
         });
         self.tasks.lock().unwrap().push(accept);
@@ -516,6 +523,20 @@ impl Proxy {
 
     fn url(&self) -> String {
         format!("redis://{}", self.addr)
+    }
+}
+
+/// Copies bytes one way, swallowing them while `frozen`.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, frozen: Arc<AtomicBool>) {
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        if !frozen.load(Ordering::Relaxed) && to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -537,14 +558,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn fallback_answers_locally_during_an_outage_and_returns_to_redis() {
     let prefix = fresh_prefix();
     let direct = redis(&prefix).await;
-    let url = redis_url();
-    let target = {
-        let config = fred::prelude::Config::from_url(&url).unwrap();
-        let fred::prelude::ServerConfig::Centralized { server } = config.server else {
-            panic!("centralized redis expected")
-        };
-        tokio::net::lookup_host((server.host.to_string(), server.port)).await.unwrap().next().unwrap()
-    };
+    let target = redis_target().await;
     let mut proxy = Proxy::start(target).await;
     let options = RedisOptions { reconnect_delay_min_ms: 20, reconnect_delay_max_ms: 100, ..RedisOptions::default() };
     let through_proxy = RedisCoordinator::connect_with(&proxy.url(), &prefix, options).await.unwrap();
@@ -586,4 +600,44 @@ async fn fallback_answers_locally_during_an_outage_and_returns_to_redis() {
     })
     .await;
     delete_keys(&prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_stops_answering_is_bounded_by_the_timeout() {
+    let prefix = fresh_prefix();
+    let proxy = Proxy::start(redis_target().await).await;
+    let hung = RedisCoordinator::connect(&proxy.url(), &prefix).await.unwrap();
+    assert_eq!(hung.ping().await, Ok(()));
+    // Connected, then the server hangs: calls must time out, not wait.
+    proxy.frozen.store(true, Ordering::Relaxed);
+    let direct = Timed(Arc::new(hung.clone()));
+    assert!(matches!(direct.first_seen("k", 1_000).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(direct.board_rank("b", PlayerId(1)).await, Err(CoordError::Unavailable(_))));
+    let fallback = Timed(Arc::new(FallbackCoordinator::with_options(
+        hung,
+        LocalCoordinator::new(),
+        FallbackOptions { warn_interval_ms: 60_000, retry_after_failure_ms: 300 },
+    )));
+    // Several rounds, each after the retry period, so Redis is asked (and times out) again.
+    for round in 0..3 {
+        let (key, rate) = (format!("k{round}"), format!("r{round}"));
+        assert_eq!(fallback.first_seen(&key, 60_000).await, Ok(true));
+        assert_eq!(fallback.first_seen(&key, 60_000).await, Ok(false));
+        assert_eq!(fallback.rate_limit(&rate, 1, 60_000).await, Ok(RateDecision::Allowed));
+        assert!(matches!(fallback.rate_limit(&rate, 1, 60_000).await, Ok(RateDecision::Throttled { .. })));
+        assert_eq!(fallback.board_set("b", PlayerId(round), 1.0).await, Ok(()));
+        assert_eq!(fallback.board_rank("b", PlayerId(round)).await, Ok(Some((u64::try_from(round).unwrap(), 1.0))));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    drop(proxy);
+    delete_keys(&prefix).await;
+}
+
+/// The address of the test Redis.
+async fn redis_target() -> SocketAddr {
+    let config = fred::prelude::Config::from_url(&redis_url()).unwrap();
+    let fred::prelude::ServerConfig::Centralized { server } = config.server else {
+        panic!("centralized redis expected")
+    };
+    tokio::net::lookup_host((server.host.to_string(), server.port)).await.unwrap().next().unwrap()
 }

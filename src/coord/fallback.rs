@@ -299,3 +299,40 @@ impl FallbackSubscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(options: FallbackOptions) -> Health {
+        Health {
+            options,
+            epoch: Instant::now(),
+            skip_until_ms: AtomicU64::new(0),
+            warned_at_ms: AtomicU64::new(NEVER),
+            degraded: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn warns_once_per_interval_and_recovers() {
+        let health = health(FallbackOptions { warn_interval_ms: 60_000, retry_after_failure_ms: 60_000 });
+        assert!(health.redis_worth_trying());
+        let down = CoordError::Unavailable("down".to_owned());
+        health.failed(&down);
+        let warned = health.warned_at_ms.load(Ordering::Relaxed);
+        assert_ne!(warned, NEVER);
+        assert!(!health.redis_worth_trying());
+        health.failed(&down);
+        assert_eq!(health.warned_at_ms.load(Ordering::Relaxed), warned);
+        health.answered();
+        assert!(!health.degraded.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn failure_is_not_sticky() {
+        let health = health(FallbackOptions { warn_interval_ms: 0, retry_after_failure_ms: 0 });
+        health.failed(&CoordError::Unavailable("down".to_owned()));
+        assert!(health.redis_worth_trying());
+    }
+}
