@@ -18,6 +18,10 @@ use rust_decimal::Decimal;
 use crate::telegram::command::{self, BotCommand, ChartRange};
 use crate::telegram::reply::{self, Button, Reply, escape, money};
 
+/// Longest a player waits for a trade's confirmation before being told it
+/// is still processing.
+pub const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Fills shown per `/history` page.
 pub const HISTORY_PAGE_TRADES: usize = 10;
 /// Deepest `/history` page served.
@@ -214,7 +218,14 @@ impl Bot {
             Err(rejected) => return reply::rejection(&rejected),
         };
         let request = OrderRequest { player, asset, side, qty, kind };
-        match self.engine.execute_one(Command::Place(request)).await {
+        let Ok(result) = actix::clock::timeout(CONFIRM_WAIT, self.engine.execute_one(Command::Place(request))).await
+        else {
+            // Applied or not, it will be durable or refused; never guess.
+            return Reply::text(
+                "⏳ Still processing: the market is slow to confirm right now. Check /portfolio in a moment before trying again.",
+            );
+        };
+        match result {
             Ok(Outcome::Placed(Placed::Filled(fill))) => reply::fill(&fill, ticker.as_str()),
             Ok(Outcome::Placed(Placed::Resting(order))) => {
                 Reply::text(format!("📌 {}", describe_order(&order, ticker.as_str()))).with_row(vec![

@@ -13,9 +13,40 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 
 /// A secret that never prints.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        lenient_string(deserializer).map(Self)
+    }
+}
+
+/// Environment values arrive typed by their look (`1` is a number, `true` a
+/// boolean); a setting that is text takes them all as text.
+fn lenient_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Loose {
+        Text(String),
+        Signed(i64),
+        Unsigned(u64),
+        Float(f64),
+        Flag(bool),
+    }
+    Ok(match Loose::deserialize(deserializer)? {
+        Loose::Text(text) => text,
+        Loose::Signed(number) => number.to_string(),
+        Loose::Unsigned(number) => number.to_string(),
+        Loose::Float(number) => number.to_string(),
+        Loose::Flag(flag) => if flag { "1" } else { "0" }.to_owned(),
+    })
+}
+
+fn lenient_optional_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    lenient_string(deserializer).map(Some)
+}
 
 impl Secret {
     /// The secret itself, for the one place that needs it.
@@ -36,9 +67,12 @@ impl std::fmt::Debug for Secret {
 #[serde(default)]
 pub struct TelegramSettings {
     pub bot_token: Option<Secret>,
+    #[serde(deserialize_with = "lenient_optional_string")]
     pub api_url: Option<String>,
     pub webhook_secret: Option<Secret>,
+    #[serde(deserialize_with = "lenient_optional_string")]
     pub webhook_url: Option<String>,
+    #[serde(deserialize_with = "lenient_optional_string")]
     pub mode: Option<String>,
     pub rate_global_per_sec: Option<u32>,
     pub rate_chat_per_sec: Option<u32>,
@@ -60,15 +94,15 @@ pub struct Settings {
     pub data_dir: PathBuf,
     #[serde(default = "default_bind")]
     pub bind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_optional_string")]
     pub admins: Option<String>,
     #[serde(default)]
     pub admin_token: Option<Secret>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_optional_string")]
     pub play: Option<String>,
     #[serde(default)]
     pub premium_price_stars: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient_optional_string")]
     pub log_format: Option<String>,
 }
 
@@ -153,7 +187,7 @@ impl Settings {
     #[must_use]
     pub fn play_enabled(&self) -> bool {
         match self.play.as_deref().map(str::trim) {
-            Some("1" | "true" | "on" | "yes") => true,
+            Some("1" | "true" | "on" | "yes" | "1.0") => true,
             Some("0" | "false" | "off" | "no") => false,
             _ => self.telegram.bot_token.is_none(),
         }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod health;
 pub mod metrics;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use actix_web::web;
 use actors::ports::Store;
 
 use crate::bot::Bot;
+use crate::telegram::ingest::Ingest;
+use crate::telegram::sender::SenderHandle;
 
 /// Largest request body accepted, in bytes (Telegram updates are far smaller).
 pub const BODY_BYTES_MAX: usize = 1 << 20;
@@ -24,6 +27,12 @@ pub struct AppState {
     /// Bearer token of the admin API; `None` = admin API off (404).
     pub admin_token: Option<String>,
     pub play_enabled: bool,
+    /// Expected `X-Telegram-Bot-Api-Secret-Token`; `None` = webhook refuses all.
+    pub webhook_secret: Option<String>,
+    /// Where webhook updates go; `None` without a bot token.
+    pub ingest: Option<Ingest>,
+    /// The Bot API sender (for its metrics).
+    pub sender: Option<SenderHandle>,
 }
 
 /// Registers every route.
@@ -37,7 +46,8 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/api/market", web::get().to(api::market))
         .route("/admin/players/{player}", web::get().to(admin::player))
-        .route("/admin/audit", web::get().to(admin::audit));
+        .route("/admin/audit", web::get().to(admin::audit))
+        .route("/telegram/webhook", web::post().to(webhook::webhook));
     if state.play_enabled {
         config.route("/", web::get().to(api::play_page)).route("/api/play", web::post().to(api::play));
     }

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Runs everything in one process: engine, HTTP, Telegram.
     Serve,
+    /// Applies the SQL migrations (to DATABASE_URL, else the embedded store) and exits.
+    Migrate,
     /// Simulated players trading; prints throughput and latency.
     Loadgen {
         #[arg(long, default_value_t = 10.0)]
@@ -56,6 +58,20 @@ fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     })
 }
 
+/// Applies the migrations.
+fn migrate(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
+    actix_web::rt::System::new().block_on(async move {
+        match settings.database_url.as_ref().map(|u| u.expose().to_owned()).filter(|u| !u.is_empty()) {
+            Some(url) => stockbot::store::migrate::migrate(&url).await?,
+            None => {
+                stockbot::store::embedded::EmbeddedStore::open(&settings.data_dir).await?;
+            }
+        }
+        println!("migrations applied");
+        Ok(())
+    })
+}
+
 /// Runs the load generator and prints its report.
 fn loadgen(
     settings: &Settings,
@@ -84,6 +100,7 @@ fn main() -> ExitCode {
     stockbot::telemetry::init(settings.log_format.as_deref() == Some("json"));
     let result = match cli.command {
         Command::Serve => serve(settings),
+        Command::Migrate => migrate(&settings),
         Command::Loadgen { seconds, players, target, concurrency } => {
             loadgen(&settings, stockbot::loadgen::LoadgenArgs { seconds, players, concurrency }, target)
         }

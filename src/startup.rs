@@ -9,11 +9,18 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 use actors::clock::SystemClock;
 use actors::engine::{Engine, EngineDeps, EngineError};
-use actors::ports::{NullNotifier, Store};
+use actors::ports::coordinator::Coordinator;
+use actors::ports::{Notifier, NullNotifier, Store};
 
 use crate::bot::Bot;
 use crate::config::Settings;
+use crate::coord::fallback::FallbackCoordinator;
+use crate::coord::local::LocalCoordinator;
 use crate::http::{self, AppState};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::postgres::PostgresStore;
+use crate::telegram;
+use crate::telegram::sender::TelegramNotifier;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +31,8 @@ pub enum StartupError {
     Store(String),
     #[error("engine: {0}")]
     Engine(#[from] EngineError),
+    #[error("telegram: {0}")]
+    Telegram(String),
 }
 
 /// A built server, bound and ready to run.
@@ -41,19 +50,35 @@ impl Application {
     /// A store that cannot be opened, an invalid configuration, a bind error.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
         let store = open_store(settings).await?;
-        let deps = EngineDeps {
-            store: Arc::clone(&store),
-            clock: Arc::new(SystemClock),
-            notifier: Arc::new(NullNotifier),
-            autonomous_ticker: true,
+        let coordinator = open_coordinator(settings).await;
+        let telegram = telegram::front::connect(settings).await.map_err(StartupError::Telegram)?;
+        let universe = Arc::new(settings.engine.universe().map_err(EngineError::from)?);
+        let notifier: Arc<dyn Notifier> = match &telegram {
+            Some(client) => Arc::new(TelegramNotifier::new(client.sender.clone(), universe)),
+            None => Arc::new(NullNotifier),
         };
+        let deps =
+            EngineDeps { store: Arc::clone(&store), clock: Arc::new(SystemClock), notifier, autonomous_ticker: true };
         let engine = Engine::start(&settings.engine, deps).await?;
-        let bot = Bot::new(engine.clone(), Arc::clone(&store), None);
+        let username = telegram.as_ref().and_then(|client| client.username.clone());
+        let bot = Bot::new(engine.clone(), Arc::clone(&store), username);
+        let ingest = match &telegram {
+            Some(client) => Some(telegram::front::start(client, bot.clone(), Arc::clone(&coordinator), settings).await),
+            None => None,
+        };
         let state = AppState {
             bot,
             store,
             admin_token: settings.admin_token.as_ref().map(|t| t.expose().to_owned()).filter(|t| !t.is_empty()),
             play_enabled: settings.play_enabled(),
+            webhook_secret: settings
+                .telegram
+                .webhook_secret
+                .as_ref()
+                .map(|t| t.expose().to_owned())
+                .filter(|t| !t.is_empty()),
+            ingest,
+            sender: telegram.as_ref().map(|client| client.sender.clone()),
         };
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
@@ -130,6 +155,41 @@ async fn wait_for_signal() {
 /// # Errors
 /// A store that cannot be opened.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartupError> {
-    let _ = settings;
-    Ok(Arc::new(actors::ports::memory::MemoryStore::new()))
+    if let Some(url) = settings.database_url.as_ref().map(|u| u.expose().to_owned()).filter(|u| !u.is_empty()) {
+        let mut delay_ms = 250;
+        for attempt in 1..=STORE_CONNECT_ATTEMPTS {
+            match PostgresStore::connect_and_migrate(&url, POSTGRES_POOL_SIZE).await {
+                Ok(store) => return Ok(Arc::new(store)),
+                Err(error) if attempt < STORE_CONNECT_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "PostgreSQL not reachable yet; retrying");
+                    actix_web::rt::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+                    delay_ms = (delay_ms * 2).min(4_000);
+                }
+                Err(error) => return Err(StartupError::Store(error.to_string())),
+            }
+        }
+    }
+    let store =
+        EmbeddedStore::open(&settings.data_dir).await.map_err(|error| StartupError::Store(error.to_string()))?;
+    Ok(Arc::new(store))
 }
+
+/// Connections in the PostgreSQL pool.
+pub const POSTGRES_POOL_SIZE: usize = 8;
+/// Tries to reach PostgreSQL at start before giving up (~30 s).
+const STORE_CONNECT_ATTEMPTS: u32 = 12;
+
+/// The configured coordinator: Redis (falling back to local while it is
+/// down) with `REDIS_URL`, else local.
+pub async fn open_coordinator(settings: &Settings) -> Arc<dyn Coordinator> {
+    if let Some(url) = settings.redis_url.as_ref().map(|u| u.expose().to_owned()).filter(|u| !u.is_empty()) {
+        match FallbackCoordinator::connect(&url, REDIS_KEY_PREFIX).await {
+            Ok(coordinator) => return Arc::new(coordinator),
+            Err(error) => tracing::warn!(%error, "Redis unavailable; coordinating in-process only"),
+        }
+    }
+    Arc::new(LocalCoordinator::new())
+}
+
+/// Prefix of every Redis key stockbot writes.
+pub const REDIS_KEY_PREFIX: &str = "stockbot:";

@@ -3,4 +3,9 @@
 //! The same code serves Telegram and the local play page.
 
 pub mod command;
+pub mod front;
+pub mod ingest;
+pub mod polling;
 pub mod reply;
+pub mod sender;
+pub mod update;

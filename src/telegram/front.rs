@@ -1,0 +1,143 @@
+//! `TelegramFront`: the bot's presence on Telegram — the Bot API client, the
+//! rate-limited sender, update ingest, and either the webhook registration
+//! (`setWebhook`, `setMyCommands`) or the polling loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::ports::coordinator::Coordinator;
+use teloxide_core::Bot as BotApi;
+use teloxide_core::payloads::SetWebhookSetters;
+use teloxide_core::requests::Requester;
+use teloxide_core::types::BotCommand as MenuCommand;
+
+use super::ingest::Ingest;
+use super::polling;
+use super::sender::{RateLimits, SenderHandle, make_bot, start_sender};
+use super::update::UpdateHandler;
+use crate::bot::Bot;
+use crate::config::Settings;
+
+/// Most outgoing messages queued before new ones are refused.
+pub const SEND_QUEUE_MAX: usize = 100_000;
+/// Most updates waiting to be handled (past that the webhook answers 503).
+pub const INGEST_QUEUE_MAX: usize = 20_000;
+/// Most updates handled at once.
+pub const INGEST_CONCURRENCY_MAX: usize = 1_024;
+const GET_ME_ATTEMPTS: u32 = 5;
+
+/// How updates arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Webhook,
+    Polling,
+}
+
+/// The Bot API client and sender, before the engine exists.
+pub struct TelegramClient {
+    pub api: BotApi,
+    pub sender: SenderHandle,
+    pub username: Option<String>,
+    pub mode: Mode,
+}
+
+/// Connects to the Bot API when a token is configured (`None` otherwise, or
+/// when `TELEGRAM_MODE=off`).
+///
+/// # Errors
+/// A malformed API URL or mode.
+pub async fn connect(settings: &Settings) -> Result<Option<TelegramClient>, String> {
+    let Some(token) = settings.telegram.bot_token.as_ref().map(|t| t.expose().to_owned()).filter(|t| !t.is_empty())
+    else {
+        return Ok(None);
+    };
+    let mode = match settings.telegram.mode.as_deref().map(str::trim) {
+        None | Some("" | "polling") => Mode::Polling,
+        Some("webhook") => Mode::Webhook,
+        Some("off") => return Ok(None),
+        Some(other) => return Err(format!("TELEGRAM_MODE must be webhook, polling or off, not {other:?}")),
+    };
+    let api = make_bot(&token, settings.telegram.api_url.as_deref())?;
+    let username = get_username(&api).await;
+    let limits = RateLimits {
+        global_per_sec: settings.telegram.rate_global_per_sec.unwrap_or(30),
+        chat_per_sec: settings.telegram.rate_chat_per_sec.unwrap_or(1),
+        group_per_min: settings.telegram.rate_group_per_min.unwrap_or(20),
+    };
+    let on_blocked: Arc<dyn Fn(i64) + Send + Sync> = Arc::new(|chat_id| {
+        tracing::info!(chat_id, "bot blocked by the user; no more messages to this chat");
+    });
+    let sender = start_sender(api.clone(), limits, SEND_QUEUE_MAX, on_blocked);
+    Ok(Some(TelegramClient { api, sender, username, mode }))
+}
+
+async fn get_username(api: &BotApi) -> Option<String> {
+    for attempt in 0..GET_ME_ATTEMPTS {
+        match api.get_me().await {
+            Ok(me) => return me.user.username.clone(),
+            Err(error) => {
+                tracing::warn!(%error, attempt, "getMe failed");
+                actix::clock::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+    None
+}
+
+/// Starts ingest and the update source; returns the ingest for the webhook.
+pub async fn start(
+    client: &TelegramClient,
+    bot: Bot,
+    coordinator: Arc<dyn Coordinator>,
+    settings: &Settings,
+) -> Ingest {
+    let handler = UpdateHandler::new(bot, client.sender.clone(), Arc::clone(&coordinator));
+    let ingest = Ingest::start(handler, coordinator, INGEST_QUEUE_MAX, INGEST_CONCURRENCY_MAX);
+    match client.mode {
+        Mode::Polling => {
+            actix::spawn(polling::run(client.api.clone(), ingest.clone()));
+        }
+        Mode::Webhook => register_webhook(&client.api, settings).await,
+    }
+    if let Err(error) = client.api.set_my_commands(menu()).await {
+        tracing::warn!(%error, "setMyCommands failed");
+    }
+    ingest
+}
+
+async fn register_webhook(api: &BotApi, settings: &Settings) {
+    let Some(url) = settings.telegram.webhook_url.as_deref().filter(|u| !u.is_empty()) else {
+        tracing::info!("TELEGRAM_WEBHOOK_URL unset: webhook not registered (the operator did it)");
+        return;
+    };
+    let Ok(url) = url.parse() else {
+        tracing::warn!("TELEGRAM_WEBHOOK_URL is not a URL; webhook not registered");
+        return;
+    };
+    let mut request = api.set_webhook(url).allowed_updates(polling::allowed_updates());
+    if let Some(secret) = settings.telegram.webhook_secret.as_ref() {
+        request = request.secret_token(secret.expose().to_owned());
+    }
+    if let Err(error) = request.await {
+        tracing::warn!(%error, "setWebhook failed");
+    }
+}
+
+/// The command menu shown by Telegram clients.
+fn menu() -> Vec<MenuCommand> {
+    [
+        ("start", "Open your account"),
+        ("market", "What's trading"),
+        ("quote", "A quote with buy/sell buttons"),
+        ("buy", "Buy: /buy TICKER QTY [@ PRICE]"),
+        ("sell", "Sell: /sell TICKER QTY [@ PRICE]"),
+        ("portfolio", "Cash, holdings, net worth"),
+        ("orders", "Your open orders"),
+        ("history", "Your trades"),
+        ("chart", "A price chart"),
+        ("help", "All commands"),
+    ]
+    .into_iter()
+    .map(|(command, description)| MenuCommand::new(command, description))
+    .collect()
+}
