@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use actors::clock::{Clock, SystemClock};
 use actors::domain::command::{Command, Outcome};
 use actors::domain::exchange::{Placed, Quote};
 use actors::domain::ids::{AssetId, PlayerId, Ticker};
@@ -15,12 +16,16 @@ use actors::engine::Engine;
 use actors::ports::Store;
 use rust_decimal::Decimal;
 
+use crate::chart::{self, ChartSpec};
 use crate::telegram::command::{self, BotCommand, ChartRange};
-use crate::telegram::reply::{self, Button, Reply, escape, money};
+use crate::telegram::reply::{self, Button, Reply, ReplyPhoto, escape, money};
 
 /// Longest a player waits for a trade's confirmation before being told it
 /// is still processing.
 pub const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Most one-minute candles read for one chart (a week).
+pub const CHART_CANDLES_MAX: usize = 7 * 24 * 60;
 
 /// Fills shown per `/history` page.
 pub const HISTORY_PAGE_TRADES: usize = 10;
@@ -104,7 +109,7 @@ impl Bot {
             },
             BotCommand::Portfolio => self.portfolio(player).await,
             BotCommand::History { page } => self.history(player, page).await,
-            BotCommand::Chart { ticker, range } => not_yet(&format!("/chart {} {}", ticker, range_label(range))),
+            BotCommand::Chart { ticker, range } => self.chart(ticker, range).await,
             BotCommand::Top => not_yet("/top"),
             BotCommand::Achievements => not_yet("/achievements"),
             BotCommand::Level => not_yet("/level"),
@@ -351,6 +356,48 @@ impl Bot {
         Reply::text(text).with_row(nav)
     }
 
+    /// A chart as a PNG, or the reply explaining why not.
+    ///
+    /// # Errors
+    /// A reply for an unknown ticker, a store outage or a rendering failure.
+    pub async fn chart_png(&self, ticker: Ticker, range: ChartRange) -> Result<Vec<u8>, Reply> {
+        let universe = self.engine.universe();
+        let asset = universe.find(ticker).map_err(|rejected| reply::rejection(&rejected))?;
+        let spec = universe.get(asset).ok_or_else(|| reply::rejection(&Rejection::UnknownTicker { ticker }))?;
+        let now_ms = SystemClock.now_ms();
+        let since_ms = now_ms - chart::window_ms(range);
+        let candles = self
+            .store
+            .candles(asset, since_ms, CHART_CANDLES_MAX)
+            .await
+            .map_err(|_| reply::rejection(&Rejection::Unavailable))?;
+        let (symbol, name) = (spec.ticker.to_string(), spec.name.clone());
+        let rendered = actix_web::web::block(move || {
+            chart::render_png(&ChartSpec { ticker: &symbol, name: &name, range, candles: &candles, now_ms })
+        })
+        .await;
+        match rendered {
+            Ok(Ok(png)) => Ok(png),
+            _ => Err(Reply::text("⚠️ The chart could not be drawn right now; try again in a moment.")),
+        }
+    }
+
+    async fn chart(&self, ticker: Ticker, range: ChartRange) -> Reply {
+        match self.chart_png(ticker, range).await {
+            Ok(png) => {
+                let label = range_label(range);
+                let mut reply = Reply::text(format!("📊 <b>{}</b> · {label}", escape(ticker.as_str())));
+                reply = reply.with_row(
+                    ["1h", "1d", "1w"].iter().map(|r| Button::new(*r, format!("/chart {ticker} {r}"))).collect(),
+                );
+                reply.photo =
+                    Some(ReplyPhoto { png: Arc::new(png), url: format!("/api/chart?ticker={ticker}&range={label}") });
+                reply.with_row(vec![Button::new(format!("Quote {ticker}"), format!("/quote {ticker}"))])
+            }
+            Err(reply) => reply,
+        }
+    }
+
     fn ticker_text(&self, asset: AssetId) -> String {
         self.engine.universe().ticker(asset).map_or_else(|| format!("#{}", asset.0), |t| escape(t.as_str()))
     }
@@ -364,7 +411,9 @@ fn describe_order(order: &RestingOrder, ticker: &str) -> String {
     }
 }
 
-fn range_label(range: ChartRange) -> &'static str {
+/// The text form of a chart range (`1h`, `1d`, `1w`).
+#[must_use]
+pub fn range_label(range: ChartRange) -> &'static str {
     match range {
         ChartRange::Hour => "1h",
         ChartRange::Day => "1d",

@@ -45,6 +45,7 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/api/market", web::get().to(api::market))
+        .route("/api/chart", web::get().to(api::chart))
         .route("/admin/players/{player}", web::get().to(admin::player))
         .route("/admin/audit", web::get().to(admin::audit))
         .route("/telegram/webhook", web::post().to(webhook::webhook));

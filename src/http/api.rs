@@ -115,6 +115,30 @@ pub async fn play(state: web::Data<AppState>, body: web::Json<PlayRequest>) -> H
     HttpResponse::Ok().json(PlayResponse { replies })
 }
 
+/// `?ticker=ACME&range=1d`
+#[derive(Debug, Deserialize)]
+pub struct ChartQuery {
+    pub ticker: String,
+    #[serde(default)]
+    pub range: Option<String>,
+}
+
+/// A chart as PNG (the play page shows the same picture Telegram gets).
+pub async fn chart(state: web::Data<AppState>, query: web::Query<ChartQuery>) -> HttpResponse {
+    let text = format!("/chart {} {}", query.ticker, query.range.as_deref().unwrap_or("1d"));
+    let Ok(crate::telegram::command::BotCommand::Chart { ticker, range }) =
+        crate::telegram::command::parse(&text, None)
+    else {
+        return HttpResponse::BadRequest().json(ErrorBody::new("use ?ticker=ACME&range=1h|1d|1w"));
+    };
+    match state.bot.chart_png(ticker, range).await {
+        Ok(png) => {
+            HttpResponse::Ok().content_type("image/png").insert_header(("Cache-Control", "max-age=30")).body(png)
+        }
+        Err(reply) => HttpResponse::NotFound().json(ErrorBody::new(&reply.text)),
+    }
+}
+
 /// The local play page.
 pub async fn play_page() -> HttpResponse {
     HttpResponse::Ok().content_type("text/html; charset=utf-8").body(include_str!("play.html"))

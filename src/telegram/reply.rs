@@ -32,6 +32,16 @@ impl Button {
     }
 }
 
+/// A picture sent with a reply (the reply's text is its caption).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyPhoto {
+    /// The PNG itself (sent to Telegram; not part of the JSON).
+    #[serde(skip)]
+    pub png: std::sync::Arc<Vec<u8>>,
+    /// Where the play page can load the same picture.
+    pub url: String,
+}
+
 /// One message to the player.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Reply {
@@ -39,13 +49,16 @@ pub struct Reply {
     pub text: String,
     /// Rows of inline buttons.
     pub buttons: Vec<Vec<Button>>,
+    /// A picture, when the reply is one (charts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub photo: Option<ReplyPhoto>,
 }
 
 impl Reply {
     /// A reply without buttons.
     #[must_use]
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), buttons: Vec::new() }
+        Self { text: text.into(), buttons: Vec::new(), photo: None }
     }
 
     /// Adds a row of buttons.

@@ -53,7 +53,7 @@ impl UpdateHandler {
         let speaker = speaker_of(user);
         let chat_id = message.chat.id.0;
         for reply in self.bot.handle_text(&speaker, text).await {
-            self.send(Outgoing::Text { chat_id, reply });
+            self.send(outgoing(chat_id, reply));
         }
     }
 
@@ -80,10 +80,10 @@ impl UpdateHandler {
         }
         let refreshes = REFRESHING_COMMANDS.iter().any(|command| data.split_whitespace().next() == Some(command));
         for reply in self.bot.handle_text(&speaker, data).await {
-            if refreshes {
+            if refreshes && reply.photo.is_none() {
                 self.send(Outgoing::Edit { chat_id, message_id, reply });
             } else {
-                self.send(Outgoing::Text { chat_id, reply });
+                self.send(outgoing(chat_id, reply));
             }
         }
     }
@@ -92,6 +92,14 @@ impl UpdateHandler {
         if let Err(error) = self.sender.send(message) {
             tracing::warn!(?error, "outgoing queue full; reply dropped");
         }
+    }
+}
+
+/// A reply as a message: a photo with caption when it carries one.
+fn outgoing(chat_id: i64, reply: Reply) -> Outgoing {
+    match reply.photo.clone() {
+        Some(photo) => Outgoing::Photo { chat_id, png: photo.png.as_ref().clone(), caption: reply },
+        None => Outgoing::Text { chat_id, reply },
     }
 }
 
