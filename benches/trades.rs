@@ -32,7 +32,7 @@ fn workload(assets: usize, round: usize) -> Vec<Command> {
         .map(|i| {
             let player = PlayerId(i64::try_from(i).unwrap() % PLAYERS + 1);
             let asset = AssetId(u16::try_from((i + round / 2) % assets).unwrap());
-            let side = if round % 2 == 0 { Side::Buy } else { Side::Sell };
+            let side = if round.is_multiple_of(2) { Side::Buy } else { Side::Sell };
             let qty = Quantity::new(1 + (i % 3) as u64).unwrap();
             Command::Place(OrderRequest { player, asset, side, qty, kind: OrderKind::Market })
         })

@@ -691,10 +691,10 @@ proptest! {
         lifecycle.absorb(&sim.log);
         for op in &ops {
             let step = sim.step(op);
-            if let Some((Command::Cancel { order, .. }, result)) = &step {
-                if lifecycle.closed(*order) {
-                    assert_eq!(result, &Err(Rejection::UnknownOrder { order_id: *order }));
-                }
+            if let Some((Command::Cancel { order, .. }, result)) = &step
+                && lifecycle.closed(*order)
+            {
+                assert_eq!(result, &Err(Rejection::UnknownOrder { order_id: *order }));
             }
             lifecycle.absorb(&sim.log);
             lifecycle.assert_books(&sim.ex);
@@ -1099,7 +1099,7 @@ fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut grouped = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);

@@ -386,10 +386,10 @@ impl Boards {
 
 impl Board {
     fn set(&mut self, player: PlayerId, score: f64, len_max: usize) {
-        if let Some(old) = self.scores.remove(&player) {
-            if let Ok(index) = self.entries.binary_search_by(|probe| rank_order(probe, &(old, player))) {
-                self.entries.remove(index);
-            }
+        if let Some(old) = self.scores.remove(&player)
+            && let Ok(index) = self.entries.binary_search_by(|probe| rank_order(probe, &(old, player)))
+        {
+            self.entries.remove(index);
         }
         let entry = (score, player);
         if self.entries.len() >= len_max {

@@ -82,10 +82,10 @@ impl Scenario {
         self.log.extend(events.iter().cloned());
         let mut touched: Vec<PlayerId> = Vec::new();
         for stamped in &events {
-            if let Some(player) = stamped.event.player() {
-                if !touched.contains(&player) {
-                    touched.push(player);
-                }
+            if let Some(player) = stamped.event.player()
+                && !touched.contains(&player)
+            {
+                touched.push(player);
             }
         }
         let accounts = touched
@@ -158,7 +158,7 @@ impl Scenario {
     /// selling on odd ones (the throughput workload).
     pub fn market_round(&mut self, trades: usize, round: usize) -> EventBatch {
         self.batch(|s, out| {
-            let side = if round % 2 == 0 { Side::Buy } else { Side::Sell };
+            let side = if round.is_multiple_of(2) { Side::Buy } else { Side::Sell };
             for i in 0..trades {
                 let player = s.players[i % s.players.len()];
                 let asset = ((i + round / 2) % TICKERS.len()) as u16;

@@ -236,7 +236,7 @@ impl AssetModel {
         let interval = (p.earnings_interval_days * MINUTES_PER_DAY).round();
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let interval = interval.max(0.0) as u64;
-        let scheduled = interval > 0 && (self.minute + self.earnings_phase_minutes) % interval == 0;
+        let scheduled = interval > 0 && (self.minute + self.earnings_phase_minutes).is_multiple_of(interval);
         if scheduled {
             let z: f64 = self.rng.sample(StandardNormal);
             return Some(News { kind: NewsKind::Scheduled, log_jump: z * p.earnings_jump_sigma });
