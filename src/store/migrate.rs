@@ -22,8 +22,10 @@ pub struct Migration {
 }
 
 /// PostgreSQL migrations, in order.
-pub const POSTGRES: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../../sql/V1__init.sql") }];
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../sql/V1__init.sql") },
+    Migration { version: 2, name: "lighter_writes", sql: include_str!("../../sql/V2__lighter_writes.sql") },
+];
 
 /// SQLite migrations of the embedded store, in order.
 pub const EMBEDDED: &[Migration] =

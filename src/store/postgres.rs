@@ -48,7 +48,7 @@ mod sql {
 }
 
 /// Column types of `events_copy.sql`.
-const EVENT_COLUMNS: [Type; 5] = [Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::JSONB];
+const EVENT_COLUMNS: [Type; 5] = [Type::INT8, Type::INT8, Type::TEXT, Type::INT8, Type::JSON];
 /// Column types of `trades_copy.sql`.
 const TRADE_COLUMNS: [Type; 10] = [
     Type::INT8,
@@ -70,6 +70,8 @@ pub const POOL_WAIT_TIMEOUT_MS: u64 = 5_000;
 /// Longest any one store call may take before it is given up as
 /// `Unavailable` (its connection is then closed, never reused).
 pub const OPERATION_TIMEOUT_MS: u64 = 30_000;
+/// Longest an audit (a scan of the whole log) may take.
+pub const AUDIT_TIMEOUT_MS: u64 = 600_000;
 /// Idle time after which TCP keepalives probe a silent server.
 const KEEPALIVE_IDLE_MS: u64 = 10_000;
 
@@ -147,6 +149,15 @@ impl PostgresStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Object) -> ConnFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
+        self.run_within(OPERATION_TIMEOUT_MS, op)
+    }
+
+    /// Runs `op` on a pooled connection within `timeout_ms`.
+    fn run_within<T, F>(&self, timeout_ms: u64, op: F) -> BoxFuture<Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Object) -> ConnFuture<'c, Result<T, StoreError>> + Send + 'static,
+    {
         let pool = self.pool.clone();
         Box::pin(async move {
             let work = async move {
@@ -154,11 +165,9 @@ impl PostgresStore {
                 let result = op(lease.client()?).await;
                 lease.settle(result)
             };
-            match tokio::time::timeout(Duration::from_millis(OPERATION_TIMEOUT_MS), work).await {
+            match tokio::time::timeout(Duration::from_millis(timeout_ms), work).await {
                 Ok(result) => result,
-                Err(_) => {
-                    Err(StoreError::Unavailable(format!("PostgreSQL gave no answer within {OPERATION_TIMEOUT_MS} ms")))
-                }
+                Err(_) => Err(StoreError::Unavailable(format!("PostgreSQL gave no answer within {timeout_ms} ms"))),
             }
         })
     }
@@ -222,7 +231,7 @@ impl Store for PostgresStore {
     }
 
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
-        self.run(move |client| Box::pin(async move { audit(client, &tickers).await }))
+        self.run_within(AUDIT_TIMEOUT_MS, move |client| Box::pin(async move { audit(client, &tickers).await }))
     }
 
     fn trades_of(
@@ -585,10 +594,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if !self.reusable {
-            if let Some(client) = self.client.take() {
-                drop(Object::take(client));
-            }
+        if !self.reusable
+            && let Some(client) = self.client.take()
+        {
+            drop(Object::take(client));
         }
     }
 }
