@@ -18,6 +18,8 @@ use actors::domain::rejection::Rejection;
 use actors::engine::{Engine, EngineDeps};
 use actors::ports::NullNotifier;
 
+pub mod target;
+
 use crate::bot::local_player_id;
 use crate::config::Settings;
 use crate::startup::open_store;
@@ -99,6 +101,8 @@ pub enum LoadgenError {
     Startup(#[from] crate::startup::StartupError),
     #[error("engine: {0}")]
     Engine(#[from] actors::engine::EngineError),
+    #[error("target: {0}")]
+    Target(String),
 }
 
 /// Runs simulated players against an in-process engine on the configured

@@ -31,6 +31,9 @@ enum Command {
         /// Clients with one command in flight each (default: min(players, 4096)).
         #[arg(long)]
         concurrency: Option<usize>,
+        /// With --target: also serve a fake Bot API here and time each reply's arrival.
+        #[arg(long)]
+        bot_api_bind: Option<std::net::SocketAddr>,
     },
     /// Runs the market alone in simulated time and prints per-asset summaries.
     Simulate {
@@ -77,12 +80,16 @@ fn loadgen(
     settings: &Settings,
     args: stockbot::loadgen::LoadgenArgs,
     target: Option<String>,
+    bot_api_bind: Option<std::net::SocketAddr>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    if target.is_some() {
-        return Err("--target needs the Telegram webhook, which this build does not have yet".into());
-    }
     actix_web::rt::System::new().block_on(async move {
-        let report = stockbot::loadgen::run_in_process(settings, &args).await?;
+        let report = match target {
+            Some(target) => {
+                let secret = settings.telegram.webhook_secret.as_ref().map(|s| s.expose().to_owned());
+                stockbot::loadgen::target::run_against(&target, secret, bot_api_bind, &args).await?
+            }
+            None => stockbot::loadgen::run_in_process(settings, &args).await?,
+        };
         println!("{}", report.render());
         Ok(())
     })
@@ -101,8 +108,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(settings),
         Command::Migrate => migrate(&settings),
-        Command::Loadgen { seconds, players, target, concurrency } => {
-            loadgen(&settings, stockbot::loadgen::LoadgenArgs { seconds, players, concurrency }, target)
+        Command::Loadgen { seconds, players, target, concurrency, bot_api_bind } => {
+            loadgen(&settings, stockbot::loadgen::LoadgenArgs { seconds, players, concurrency }, target, bot_api_bind)
         }
         Command::Simulate { seed, hours, csv } => {
             stockbot::simulate::run(&settings.engine, seed, hours, csv.as_deref())
