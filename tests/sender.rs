@@ -67,13 +67,18 @@ fn metric(counter: &std::sync::atomic::AtomicU64) -> u64 {
     counter.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-/// Waits until the sender has nothing queued or in flight.
-fn wait_idle(rig: &Rig) {
+/// Waits (polling) until `done` holds; panics after `WAIT`.
+fn wait_until(mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
-    while metric(&rig.sender.metrics().queued) > 0 {
-        assert!(Instant::now() < deadline, "sender never drained");
+    while !done() {
+        assert!(Instant::now() < deadline, "condition not reached within {WAIT:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits until the sender has nothing queued or in flight.
+fn wait_idle(rig: &Rig) {
+    wait_until(|| metric(&rig.sender.metrics().queued) == 0);
 }
 
 fn gap(a: &Call, b: &Call) -> Duration {
@@ -171,7 +176,10 @@ fn a_waiting_chat_does_not_hold_up_other_chats() {
     }
     assert!(rig.fake.wait_for(|calls| (1..=20).all(|chat| calls.iter().any(|c| c.chat_id() == Some(chat))), WAIT));
     assert_eq!(rig.fake.texts_to(-500), ["group 1"]);
-    assert_eq!(metric(&rig.sender.metrics().queued), 1);
+    // Answers reach the sender just after the fake records the calls.
+    wait_until(|| metric(&rig.sender.metrics().sent) == 21);
+    assert_eq!(metric(&rig.sender.metrics().queued), 1, "only the group's second message waits");
+    assert_eq!(rig.fake.texts_to(-500), ["group 1"]);
 }
 
 #[test]
@@ -220,6 +228,8 @@ fn blocked_chat_is_reported_once_and_its_messages_dropped() {
     rig.sender.send(text(32, "unaffected")).unwrap();
     rig.fake.wait_for_messages(32, 1, WAIT);
     wait_idle(&rig);
+    // `on_blocked` runs just after the queue is dropped.
+    wait_until(|| !rig.blocked.lock().unwrap().is_empty());
     assert_eq!(*rig.blocked.lock().unwrap(), [31]);
     assert_eq!(rig.fake.calls_of("sendMessage").iter().filter(|c| c.chat_id() == Some(31)).count(), 1);
     assert_eq!(rig.sender.send(text(31, "later")), Err(SendError::Blocked));
@@ -248,11 +258,7 @@ fn full_queue_refuses_at_once() {
     assert!(started.elapsed() < Duration::from_secs(1));
     // Room comes back as messages go out.
     assert!(rig.fake.wait_for(|calls| calls.iter().filter(|c| c.ok()).count() >= 1, WAIT));
-    let deadline = Instant::now() + WAIT;
-    while rig.sender.send(text(42, "y")).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(|| rig.sender.send(text(42, "y")).is_ok());
 }
 
 #[test]

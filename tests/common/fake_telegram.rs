@@ -458,7 +458,7 @@ async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>)
     let at = Instant::now();
     let path = request.path().trim_start_matches('/');
     let (bot, method) = path.split_once('/').unwrap_or((path, ""));
-    let method = method.to_owned();
+    let method = canonical(method);
     let (params, files) = match parse_params(&request, &body) {
         Ok(parsed) => parsed,
         Err(description) => {
@@ -474,6 +474,33 @@ async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>)
         answer(&state, &method, &params, &files)
     };
     respond(&state, method, params, files, at, answer)
+}
+
+/// Bot API method names are case-insensitive (teloxide sends `SendMessage`);
+/// calls are recorded under the documented spelling.
+fn canonical(method: &str) -> String {
+    const METHODS: [&str; 16] = [
+        "getMe",
+        "sendMessage",
+        "sendPhoto",
+        "editMessageText",
+        "editMessageCaption",
+        "answerCallbackQuery",
+        "setWebhook",
+        "deleteWebhook",
+        "getWebhookInfo",
+        "setMyCommands",
+        "deleteMyCommands",
+        "getUpdates",
+        "sendInvoice",
+        "answerPreCheckoutQuery",
+        "sendChatAction",
+        "deleteMessage",
+    ];
+    METHODS
+        .iter()
+        .find(|known| known.eq_ignore_ascii_case(method))
+        .map_or_else(|| method.to_owned(), |known| (*known).to_owned())
 }
 
 fn respond(
@@ -624,7 +651,7 @@ fn answer(state: &State, method: &str, params: &Value, files: &HashMap<String, V
             inner.commands = Some(params["commands"].clone());
             ok(json!(true))
         }
-        "deleteMyCommands" => ok(json!(true)),
+        "deleteMyCommands" | "sendChatAction" | "deleteMessage" => ok(json!(true)),
         "sendInvoice" => {
             for field in ["title", "description", "payload", "currency"] {
                 if params[field].as_str().is_none_or(str::is_empty) {
@@ -912,10 +939,10 @@ fn urlencoded(text: &str) -> Result<Vec<(String, String)>, String> {
 /// A form value as Telegram reads it: JSON objects/arrays (`reply_markup`,
 /// `prices`) parsed, `*_id` integers as numbers, booleans as booleans.
 fn form_value(key: &str, value: String) -> Value {
-    if value.starts_with('{') || value.starts_with('[') {
-        if let Ok(parsed) = serde_json::from_str::<Value>(&value) {
-            return parsed;
-        }
+    if (value.starts_with('{') || value.starts_with('['))
+        && let Ok(parsed) = serde_json::from_str::<Value>(&value)
+    {
+        return parsed;
     }
     if (key.ends_with("_id") || key == "offset" || key == "limit" || key == "timeout")
         && let Ok(number) = value.parse::<i64>()
