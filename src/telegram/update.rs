@@ -52,6 +52,10 @@ impl UpdateHandler {
         let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else { return };
         let speaker = speaker_of(user);
         let chat_id = message.chat.id.0;
+        if message.chat.is_private() {
+            // Writing to the bot means it is not blocked (any more).
+            self.sender.unblock(chat_id);
+        }
         for reply in self.bot.handle_text(&speaker, text).await {
             self.send(outgoing(chat_id, reply));
         }
@@ -90,7 +94,7 @@ impl UpdateHandler {
 
     fn send(&self, message: Outgoing) {
         if let Err(error) = self.sender.send(message) {
-            tracing::warn!(?error, "outgoing queue full; reply dropped");
+            tracing::warn!(?error, "reply not queued");
         }
     }
 }
