@@ -5,7 +5,8 @@
 //! its own: one writer (every `append` is one `IMMEDIATE` transaction) and
 //! one reader (WAL lets it read committed data while the writer writes).
 //! Callers get `Send + 'static` futures that wait on those threads. Money is
-//! stored as exact decimal text; the schema mirrors the PostgreSQL one.
+//! stored as exact decimal text; the schema mirrors the PostgreSQL one, and
+//! so do the checks (contiguous seqs, retried batches accepted once).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,9 @@
 //! (pipelined), then one commit — so a group commit of thousands of trades
 //! costs a handful of round trips and one WAL flush. Statements are prepared
 //! once per connection. Lost connections and timeouts are `Unavailable` (the
-//! engine retries); data the schema refuses is `Invalid`.
+//! engine retries); data the schema refuses is `Invalid`. A batch sent again
+//! after a commit whose acknowledgement was lost is recognised (its events
+//! are stored exactly as sent) and accepted without being written twice.
 
 use std::sync::Arc;
 use std::time::Duration;
