@@ -127,6 +127,14 @@ pub struct MarketParts {
     pub portfolio_arbiter: ArbiterHandle,
 }
 
+/// A batch's events for portfolio projections and its notices, waiting for
+/// the batch to be durable.
+struct Undelivered {
+    last_seq: u64,
+    routed: Vec<(PlayerId, SmallVec<[Stamped; 2]>)>,
+    notices: Vec<(PlayerId, Notice)>,
+}
+
 /// A command waiting for its player's ledger to load.
 struct Parked {
     command: Command,
@@ -157,6 +165,8 @@ pub struct MarketActor {
     last_snapshot_ms: i64,
     /// Scratch space of `route`, kept to reuse its allocation.
     routing: FxHashMap<PlayerId, SmallVec<[Stamped; 2]>>,
+    /// Batches handed to persistence and not yet delivered, in log order.
+    undelivered: std::collections::VecDeque<Undelivered>,
 }
 
 impl MarketActor {
@@ -184,6 +194,7 @@ impl MarketActor {
             closing: false,
             last_snapshot_ms: 0,
             routing: FxHashMap::default(),
+            undelivered: std::collections::VecDeque::new(),
         }
     }
 
@@ -322,16 +333,26 @@ impl MarketActor {
     }
 
     /// After a batch is durable: advance the durable mark, forget detached
-    /// ledgers the store now has, and feed portfolio projections.
-    fn on_durable(&mut self, last_seq: u64, routed: Vec<(PlayerId, SmallVec<[Stamped; 2]>)>) {
+    /// ledgers the store now has, and feed portfolio projections and notices.
+    fn on_durable(&mut self, last_seq: u64) {
         self.durable_seq = self.durable_seq.max(last_seq);
         let durable = self.durable_seq;
         if !self.detached.is_empty() {
             self.detached.retain(|_, (_, seq)| *seq > durable);
         }
-        for (player, events) in routed {
-            if let Some(addr) = self.portfolios.get(&player) {
-                addr.do_send(PlayerEvents(events));
+        // Batches become durable in log order, but actix runs the futures
+        // waiting for them in no fixed order: deliver every batch up to the
+        // durable mark, oldest first, or a projection would skip the events
+        // of an older batch as already seen.
+        while self.undelivered.front().is_some_and(|batch| batch.last_seq <= durable) {
+            let Some(batch) = self.undelivered.pop_front() else { break };
+            for (player, events) in batch.routed {
+                if let Some(addr) = self.portfolios.get(&player) {
+                    addr.do_send(PlayerEvents(events));
+                }
+            }
+            for (player, notice) in batch.notices {
+                self.notifier.notify(player, notice);
             }
         }
     }
@@ -350,12 +371,12 @@ impl MarketActor {
         let routed = self.route(&events);
         let notices = Self::notices(&events);
         let done = self.persist(events, routed.iter().map(|(player, _)| *player).collect());
+        self.undelivered.push_back(Undelivered { last_seq, routed, notices });
         Box::pin(async move { matches!(done.await, Ok(Ok(()))) }.into_actor(self).map(move |durable, actor, _| {
             if durable {
-                actor.on_durable(last_seq, routed);
-                for (player, notice) in notices {
-                    actor.notifier.notify(player, notice);
-                }
+                actor.on_durable(last_seq);
+            } else {
+                actor.undelivered.retain(|batch| batch.last_seq != last_seq);
             }
             finish(durable, actor)
         }))

@@ -130,9 +130,19 @@ impl Actor for PortfolioActor {
             ctx.spawn(
                 async move {
                     let result = load.await;
+                    let failed = result.is_err();
                     market.do_send(AccountLoaded { player, result, portfolio: me });
+                    failed
                 }
-                .into_actor(self),
+                .into_actor(self)
+                .map(|failed, _, ctx| {
+                    // The market does not keep an actor whose load failed; its
+                    // idle timer would otherwise keep it alive, asking to
+                    // passivate a player whose ledger another actor now serves.
+                    if failed {
+                        ctx.stop();
+                    }
+                }),
             );
         }
         let period = Duration::from_millis((self.idle_ms / 4).clamp(50, 60_000));
