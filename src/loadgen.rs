@@ -16,6 +16,7 @@ use actors::domain::order::{OrderKind, OrderRequest, Side};
 use actors::domain::price_model::mix_seed;
 use actors::domain::rejection::Rejection;
 use actors::engine::{Engine, EngineDeps};
+use actors::metrics::EngineMetrics;
 use actors::ports::NullNotifier;
 
 pub mod target;
@@ -47,6 +48,8 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Latencies of confirmed trades, microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// What the engine saw (group commits), when known.
+    pub note: String,
 }
 
 impl LoadReport {
@@ -74,9 +77,10 @@ impl LoadReport {
     #[must_use]
     pub fn render(&self) -> String {
         format!(
-            "confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\nelapsed: {:.2} s\n\
+            "{}confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\nelapsed: {:.2} s\n\
              latency p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms\n\
              trades_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
+            if self.note.is_empty() { String::new() } else { format!("{}\n", self.note) },
             self.confirmed_trades,
             self.rejected,
             self.busy,
@@ -144,6 +148,14 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
     }
     report.elapsed = started.elapsed();
     report.latencies_us.sort_unstable();
+    let metrics = engine.metrics();
+    let batches = EngineMetrics::get(&metrics.batches_persisted).max(1);
+    #[allow(clippy::cast_precision_loss)]
+    let flush_ms = EngineMetrics::get(&metrics.flush_latency_sum_us) as f64 / 1000.0 / batches as f64;
+    report.note = format!(
+        "group commits: {batches} · mean {} events per commit · mean commit {flush_ms:.1} ms",
+        EngineMetrics::get(&metrics.batch_events_sum) / batches
+    );
     engine.shutdown().await?;
     Ok(report)
 }
