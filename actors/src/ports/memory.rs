@@ -21,8 +21,8 @@ use crate::domain::ids::AssetId;
 use crate::domain::order::Side;
 
 struct Inner {
-    /// The log as the batches that were appended (shared, never copied).
-    log: Vec<Arc<EventBatch>>,
+    /// The log, one chunk per append (the batch's ledgers are not kept).
+    log: Vec<Vec<Stamped>>,
     len: usize,
     /// Ledgers as the market wrote them with each batch.
     accounts: FxHashMap<PlayerId, Account>,
@@ -31,11 +31,11 @@ struct Inner {
 
 impl Inner {
     fn events(&self) -> impl Iterator<Item = &Stamped> {
-        self.log.iter().flat_map(|batch| batch.events.iter())
+        self.log.iter().flatten()
     }
 
     fn last_seq(&self) -> u64 {
-        self.log.iter().rev().find_map(|batch| batch.events.last()).map_or(0, |last| last.seq)
+        self.log.iter().rev().find_map(|chunk| chunk.last()).map_or(0, |last| last.seq)
     }
 }
 
@@ -109,7 +109,7 @@ impl Store for MemoryStore {
                 inner.accounts.insert(*player, account.clone());
             }
             inner.len += batch.events.len();
-            inner.log.push(batch);
+            inner.log.push(batch.events.clone());
             Ok(())
         });
         Box::pin(async move { result })
