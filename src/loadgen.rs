@@ -73,6 +73,22 @@ impl LoadReport {
         self.latencies_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
     }
 
+    /// Waits for every client and merges their reports into the run's.
+    pub async fn gather(clients: Vec<tokio::task::JoinHandle<Self>>, started: Instant) -> Self {
+        let mut report = Self::default();
+        for client in clients {
+            if let Ok(part) = client.await {
+                report.confirmed_trades += part.confirmed_trades;
+                report.rejected += part.rejected;
+                report.busy += part.busy;
+                report.latencies_us.extend(part.latencies_us);
+            }
+        }
+        report.elapsed = started.elapsed();
+        report.latencies_us.sort_unstable();
+        report
+    }
+
     /// The summary, ending with the machine-readable line.
     #[must_use]
     pub fn render(&self) -> String {
@@ -137,17 +153,7 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
             actix::spawn(trade_until(engine, players, worker, concurrency, assets, deadline))
         })
         .collect();
-    let mut report = LoadReport::default();
-    for worker in workers {
-        if let Ok(part) = worker.await {
-            report.confirmed_trades += part.confirmed_trades;
-            report.rejected += part.rejected;
-            report.busy += part.busy;
-            report.latencies_us.extend(part.latencies_us);
-        }
-    }
-    report.elapsed = started.elapsed();
-    report.latencies_us.sort_unstable();
+    let mut report = LoadReport::gather(workers, started).await;
     let metrics = engine.metrics();
     let batches = EngineMetrics::get(&metrics.batches_persisted).max(1);
     #[allow(clippy::cast_precision_loss)]

@@ -115,12 +115,6 @@ fn embedded_store_survives_kill_9() {
 
 #[test]
 fn postgres_store_survives_kill_9() {
-    let url = common::fresh_database("crash");
-    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_stockbot"))
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .status()
-        .unwrap();
-    assert!(migrate.success());
+    let url = common::migrated_database("crash");
     crash_and_recover(vec![("DATABASE_URL", url)]);
 }

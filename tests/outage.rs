@@ -22,13 +22,7 @@ type Confirmed = Arc<Mutex<Vec<(u64, BTreeMap<String, i64>)>>>;
 
 #[test]
 fn postgres_outage_under_load() {
-    let url = common::fresh_database("outage");
-    let migrate = std::process::Command::new(env!("CARGO_BIN_EXE_stockbot"))
-        .arg("migrate")
-        .env("DATABASE_URL", &url)
-        .status()
-        .unwrap();
-    assert!(migrate.success());
+    let url = common::migrated_database("outage");
     let upstream = "127.0.0.1:5432".to_socket_addrs().unwrap().next().unwrap();
     let mut proxy = Proxy::start(upstream);
     let proxied = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));

@@ -216,6 +216,14 @@ impl MarketActor {
             return true;
         }
         self.activating.insert(player, Vec::new());
+        // It loads the ledger and reports back with `AccountLoaded`.
+        self.start_portfolio(player, true, ctx);
+        false
+    }
+
+    /// Starts a portfolio actor on the portfolio arbiter; `load` = it reads
+    /// the player from the store itself (else the market hydrates it).
+    fn start_portfolio(&self, player: PlayerId, load: bool, ctx: &mut Context<Self>) -> Addr<PortfolioActor> {
         let me = ctx.address();
         let (store, clock, metrics, idle_ms) = (
             Arc::clone(&self.store),
@@ -224,9 +232,9 @@ impl MarketActor {
             self.settings.portfolio_idle_ms,
         );
         PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
-            PortfolioActor::new(player, me, store, clock, metrics, idle_ms)
-        });
-        false
+            let actor = PortfolioActor::new(player, me, store, clock, metrics, idle_ms);
+            if load { actor } else { actor.loaded() }
+        })
     }
 
     /// Why new work must be refused right now, if it must.
@@ -259,16 +267,7 @@ impl MarketActor {
 
     /// Starts a portfolio actor for an already loaded player and hydrates it.
     fn spawn_portfolio(&mut self, player: PlayerId, ctx: &mut Context<Self>) {
-        let me = ctx.address();
-        let (store, clock, metrics, idle_ms) = (
-            Arc::clone(&self.store),
-            Arc::clone(&self.clock),
-            Arc::clone(&self.metrics),
-            self.settings.portfolio_idle_ms,
-        );
-        let addr = PortfolioActor::start_in_arbiter(&self.portfolio_arbiter, move |_| {
-            PortfolioActor::new(player, me, store, clock, metrics, idle_ms).loaded()
-        });
+        let addr = self.start_portfolio(player, false, ctx);
         addr.do_send(Hydrate { ledger: self.ledger_of(player), seq: self.exchange.next_seq().saturating_sub(1) });
         self.portfolios.insert(player, addr);
     }

@@ -78,18 +78,7 @@ pub async fn run_against(
             actix::spawn(player.run(deadline))
         })
         .collect();
-    let mut report = LoadReport::default();
-    for player in players {
-        if let Ok(part) = player.await {
-            report.confirmed_trades += part.confirmed_trades;
-            report.rejected += part.rejected;
-            report.busy += part.busy;
-            report.latencies_us.extend(part.latencies_us);
-        }
-    }
-    report.elapsed = started.elapsed();
-    report.latencies_us.sort_unstable();
-    Ok(report)
+    Ok(LoadReport::gather(players, started).await)
 }
 
 struct Player {

@@ -37,6 +37,15 @@ pub fn fresh_database(tag: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// A fresh database with the migrations applied by `stockbot migrate`.
+pub fn migrated_database(tag: &str) -> String {
+    let url = fresh_database(tag);
+    let migrate =
+        Command::new(env!("CARGO_BIN_EXE_stockbot")).arg("migrate").env("DATABASE_URL", &url).status().unwrap();
+    assert!(migrate.success(), "stockbot migrate failed");
+    url
+}
+
 /// A fresh temp directory for the embedded store.
 pub fn fresh_data_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
