@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod health;
 pub mod metrics;
+pub mod stream;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub ingest: Option<Ingest>,
     /// The Bot API sender (for its metrics).
     pub sender: Option<SenderHandle>,
+    /// Live prices for `/api/stream`.
+    pub prices: Option<tokio::sync::broadcast::Sender<std::sync::Arc<str>>>,
 }
 
 /// Registers every route.
@@ -46,6 +49,7 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/api/market", web::get().to(api::market))
         .route("/api/chart", web::get().to(api::chart))
+        .route("/api/stream", web::get().to(stream::stream))
         .route("/admin/players/{player}", web::get().to(admin::player))
         .route("/admin/audit", web::get().to(admin::audit))
         .route("/telegram/webhook", web::post().to(webhook::webhook));

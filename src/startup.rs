@@ -5,6 +5,7 @@
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
+use actix::Actor;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer};
 use actors::clock::SystemClock;
@@ -60,6 +61,9 @@ impl Application {
         let deps =
             EngineDeps { store: Arc::clone(&store), clock: Arc::new(SystemClock), notifier, autonomous_ticker: true };
         let engine = Engine::start(&settings.engine, deps).await?;
+        let (prices, _) = tokio::sync::broadcast::channel(http::stream::STREAM_BACKLOG_MAX);
+        let feed = http::stream::PriceFeed::new(Arc::clone(engine.universe()), prices.clone()).start();
+        engine.subscribe(feed.recipient());
         let username = telegram.as_ref().and_then(|client| client.username.clone());
         let bot = Bot::new(engine.clone(), Arc::clone(&store), username);
         let ingest = match &telegram {
@@ -79,6 +83,7 @@ impl Application {
                 .filter(|t| !t.is_empty()),
             ingest,
             sender: telegram.as_ref().map(|client| client.sender.clone()),
+            prices: Some(prices),
         };
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;

@@ -25,8 +25,8 @@ fn bad_input_is_refused_and_nothing_processed() {
     assert_eq!(status(post(b"{not json".to_vec())), 400);
     assert_eq!(status(post(br#"{"player": 3, "text": "/start"}"#.to_vec())), 400);
     assert_eq!(status(post(br#"{"player": "", "text": "/start"}"#.to_vec())), 400);
-    let huge = format!(r#"{{"player": "big", "text": "{}"}}"#, "a".repeat(10 * 1024 * 1024));
-    assert_eq!(status(post(huge.into_bytes())), 413);
+    // A 10 MB body is refused from its declared length, before it is read.
+    assert_eq!(declared_length_status(base, 10 * 1024 * 1024), 413);
     // Webhook: without a configured secret every update is refused.
     let update = br#"{"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "from": {"id": 5, "is_bot": false, "first_name": "A"}, "text": "/start"}}"#;
     let webhook = client
@@ -77,5 +77,48 @@ fn bad_input_is_refused_and_nothing_processed() {
     assert!(player["cash"].as_str().unwrap().parse::<f64>().unwrap() < 10_000.0);
     let metrics = client.get(format!("{base}/metrics")).send().unwrap().text().unwrap();
     assert!(metrics.contains("stockbot_trades_total 1"), "{metrics}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Sends only the head of a POST declaring `length` bytes and reads the status.
+fn declared_length_status(base: &str, length: usize) -> u16 {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    let head = format!(
+        "POST /api/play HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    let mut response = [0_u8; 64];
+    let read = stream.read(&mut response).unwrap();
+    let text = String::from_utf8_lossy(&response[..read]);
+    text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn live_prices_stream_as_server_sent_events() {
+    use std::io::Read;
+    let dir = common::fresh_data_dir("sse");
+    let server = Server::start(&[
+        ("STOCKBOT_DATA_DIR", dir.display().to_string()),
+        ("STOCKBOT__ENGINE__TICK_INTERVAL_MS", "100".to_owned()),
+    ]);
+    let mut response = server.client().get(format!("{}/api/stream", server.base)).send().unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut received = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    while !String::from_utf8_lossy(&received).contains("\n\n") {
+        let read = response.read(&mut chunk).unwrap();
+        assert!(read > 0, "stream ended early");
+        received.extend_from_slice(&chunk[..read]);
+    }
+    let text = String::from_utf8_lossy(&received);
+    let data = text.lines().find_map(|line| line.strip_prefix("data: ")).unwrap();
+    let prices: serde_json::Value = serde_json::from_str(data).unwrap();
+    assert!(text.starts_with("event: prices"), "{text}");
+    assert!(prices["assets"].as_array().unwrap().len() >= 30, "{prices}");
+    assert!(prices["assets"][0]["price"].is_string());
     let _ = std::fs::remove_dir_all(dir);
 }
