@@ -122,11 +122,11 @@ impl Player {
                     continue;
                 }
             }
-            if let Some(reply) = reply {
-                if actix::clock::timeout(REPLY_TIMEOUT, reply).await.is_err() {
-                    report.rejected += 1;
-                    continue;
-                }
+            if let Some(reply) = reply
+                && actix::clock::timeout(REPLY_TIMEOUT, reply).await.is_err()
+            {
+                report.rejected += 1;
+                continue;
             }
             report.confirmed_trades += 1;
             report.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
