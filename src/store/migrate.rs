@@ -25,6 +25,7 @@ pub struct Migration {
 pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../sql/V1__init.sql") },
     Migration { version: 2, name: "lighter_writes", sql: include_str!("../../sql/V2__lighter_writes.sql") },
+    Migration { version: 3, name: "ledger_checkpoints", sql: include_str!("../../sql/V3__ledger_checkpoints.sql") },
 ];
 
 /// SQLite migrations of the embedded store, in order.

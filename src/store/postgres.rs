@@ -8,13 +8,26 @@
 //! engine retries); data the schema refuses is `Invalid`. A batch sent again
 //! after a commit whose acknowledgement was lost is recognised (its events
 //! are stored exactly as sent) and accepted without being written twice.
+//!
+//! Player ledgers are off the commit path: `append` writes the log side only
+//! (events, fills, resting orders, candles); the batch's ledgers then wait in
+//! memory (the dirty map) until a background checkpoint writes them, each
+//! with the seq of the last event it reflects (`players.ledger_seq`). The log
+//! being committed before any acknowledgement, nothing is lost with the
+//! dirty map: `load_account` rebuilds a ledger from its checkpoint, the
+//! player's later events and resting orders, and `audit` first brings every
+//! stale ledger up to date.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use actors::domain::account::{Account, Position};
+use actors::domain::event::Event;
 use actors::domain::event::{Stamped, Trade};
 use actors::domain::ids::{AssetId, OrderId, PlayerId, TradeId};
+use actors::domain::order::{RestingOrder, Trigger};
 use actors::ports::{Audit, BoxFuture, Candle, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
 use rust_decimal::Decimal;
@@ -34,12 +47,15 @@ mod sql {
     pub const EVENTS_AFTER: &str = include_str!("../../sql/queries/events_after.sql");
     pub const ORDERS_DELETE: &str = include_str!("../../sql/queries/orders_delete.sql");
     pub const ORDERS_INSERT: &str = include_str!("../../sql/queries/orders_insert.sql");
-    pub const PLAYERS_UPSERT: &str = include_str!("../../sql/queries/players_upsert.sql");
+    pub const PLAYERS_CHECKPOINT: &str = include_str!("../../sql/queries/players_checkpoint.sql");
+    pub const LEDGERS_OF: &str = include_str!("../../sql/queries/ledgers_of.sql");
+    pub const LEDGER_EVENTS_OF: &str = include_str!("../../sql/queries/ledger_events_of.sql");
+    pub const OPEN_ORDERS_OF: &str = include_str!("../../sql/queries/open_orders_of.sql");
+    pub const STALE_LEDGERS: &str = include_str!("../../sql/queries/stale_ledgers.sql");
     pub const HOLDINGS_DELETE_STALE: &str = include_str!("../../sql/queries/holdings_delete_stale.sql");
     pub const HOLDINGS_UPSERT: &str = include_str!("../../sql/queries/holdings_upsert.sql");
     pub const CANDLES_ADD_VOLUME: &str = include_str!("../../sql/queries/candles_add_volume.sql");
     pub const CANDLES_UPSERT: &str = include_str!("../../sql/queries/candles_upsert.sql");
-    pub const ACCOUNT_LOAD: &str = include_str!("../../sql/queries/account_load.sql");
     pub const MARKET_LOAD: &str = include_str!("../../sql/queries/market_load.sql");
     pub const MARKET_SAVE: &str = include_str!("../../sql/queries/market_save.sql");
     pub const TRADES_OF: &str = include_str!("../../sql/queries/trades_of.sql");
@@ -72,15 +88,133 @@ pub const POOL_WAIT_TIMEOUT_MS: u64 = 5_000;
 /// Longest any one store call may take before it is given up as
 /// `Unavailable` (its connection is then closed, never reused).
 pub const OPERATION_TIMEOUT_MS: u64 = 30_000;
+/// Players rebuilt per round trip when an audit brings stale ledgers up to date.
+const REBUILD_CHUNK: usize = 5_000;
 /// Longest an audit (a scan of the whole log) may take.
 pub const AUDIT_TIMEOUT_MS: u64 = 600_000;
 /// Idle time after which TCP keepalives probe a silent server.
 const KEEPALIVE_IDLE_MS: u64 = 10_000;
+/// Time between two background checkpoints of the dirty ledgers.
+pub const CHECKPOINT_INTERVAL_MS: u64 = 1_000;
+/// Dirty ledgers that call for a checkpoint before the interval is up.
+const CHECKPOINT_EARLY_AT: usize = 50_000;
 
-/// The store on PostgreSQL. Cheap to clone (the pool is shared).
+/// The store on PostgreSQL. Cheap to clone (the pool and the dirty ledgers
+/// are shared).
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    ledgers: Arc<Ledgers>,
+}
+
+/// Ledgers committed to the log but not checkpointed yet: player → (ledger,
+/// seq of the last event it reflects).
+type Dirty = HashMap<PlayerId, (Account, u64)>;
+
+/// The ledger projection: the dirty map and its checkpoints.
+struct Ledgers {
+    pool: Pool,
+    dirty: Mutex<Dirty>,
+    /// One checkpoint (or audit) at a time, so an older ledger never lands
+    /// after a newer one.
+    turn: tokio::sync::Mutex<()>,
+    /// Wakes the background checkpoint early.
+    wake: Arc<tokio::sync::Notify>,
+    /// Whether the background checkpoint task runs.
+    started: AtomicBool,
+}
+
+impl Ledgers {
+    fn dirty(&self) -> MutexGuard<'_, Dirty> {
+        self.dirty.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records the ledgers of a committed batch (the last entry per player
+    /// wins; an entry never replaces a newer one).
+    fn record(&self, accounts: &[(PlayerId, &Account)], seq: u64) {
+        if accounts.is_empty() {
+            return;
+        }
+        let len = {
+            let mut dirty = self.dirty();
+            for (player, account) in accounts {
+                put_newer(&mut dirty, *player, (*account).clone(), seq);
+            }
+            dirty.len()
+        };
+        if len >= CHECKPOINT_EARLY_AT {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes every dirty ledger.
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        let _turn = self.turn.lock().await;
+        self.flush().await
+    }
+
+    /// Writes every dirty ledger (the caller holds the turn); on failure the
+    /// entries go back unless newer ones arrived meanwhile.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let taken = std::mem::take(&mut *self.dirty());
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let mut entries: Vec<(PlayerId, Account, u64)> =
+            taken.into_iter().map(|(player, (account, seq))| (player, account, seq)).collect();
+        entries.sort_unstable_by_key(|(player, _, _)| *player);
+        let entries = Arc::new(entries);
+        let written = Arc::clone(&entries);
+        let result = run_on(&self.pool, OPERATION_TIMEOUT_MS, move |client| {
+            Box::pin(async move {
+                let rows: Vec<LedgerRow<'_>> =
+                    written.iter().map(|(player, account, seq)| (*player, account, *seq)).collect();
+                let txn = client.transaction().await.map_err(pg_error)?;
+                write_ledgers(&txn, &rows).await?;
+                txn.commit().await.map_err(pg_error)
+            })
+        })
+        .await;
+        if result.is_err() {
+            let mut dirty = self.dirty();
+            for (player, account, seq) in entries.iter() {
+                put_newer(&mut dirty, *player, account.clone(), *seq);
+            }
+        }
+        result
+    }
+}
+
+/// Puts `account` (as of `seq`) in the dirty map unless a newer one is there.
+fn put_newer(dirty: &mut Dirty, player: PlayerId, account: Account, seq: u64) {
+    match dirty.get_mut(&player) {
+        Some(entry) if entry.1 > seq => {}
+        Some(entry) => *entry = (account, seq),
+        None => {
+            dirty.insert(player, (account, seq));
+        }
+    }
+}
+
+/// Starts the background checkpoint on the current runtime, once. It holds
+/// the ledgers only while it writes, and stops when the store is gone.
+fn start_checkpoints(ledgers: &Arc<Ledgers>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    if ledgers.started.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let weak: Weak<Ledgers> = Arc::downgrade(ledgers);
+    let wake = Arc::clone(&ledgers.wake);
+    runtime.spawn(async move {
+        loop {
+            // Woken early or not, a checkpoint follows.
+            let _ = tokio::time::timeout(Duration::from_millis(CHECKPOINT_INTERVAL_MS), wake.notified()).await;
+            let Some(ledgers) = weak.upgrade() else { return };
+            if let Err(error) = ledgers.checkpoint().await {
+                tracing::warn!(%error, "ledger checkpoint failed; retried");
+            }
+        }
+    });
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -142,7 +276,23 @@ impl PostgresStore {
             .recycle_timeout(wait)
             .build()
             .map_err(|e| StoreError::Invalid(format!("cannot build the PostgreSQL pool: {e}")))?;
-        Ok(Self { pool })
+        let ledgers = Arc::new(Ledgers {
+            pool: pool.clone(),
+            dirty: Mutex::new(Dirty::new()),
+            turn: tokio::sync::Mutex::new(()),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            started: AtomicBool::new(false),
+        });
+        start_checkpoints(&ledgers);
+        Ok(Self { pool, ledgers })
+    }
+
+    /// Writes every ledger still waiting for the background checkpoint.
+    ///
+    /// # Errors
+    /// As any write.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.ledgers.checkpoint().await
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT_MS`].
@@ -160,18 +310,31 @@ impl PostgresStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Object) -> ConnFuture<'c, Result<T, StoreError>> + Send + 'static,
     {
-        let pool = self.pool.clone();
-        Box::pin(async move {
-            let work = async move {
-                let mut lease = Lease::get(&pool).await?;
-                let result = op(lease.client()?).await;
-                lease.settle(result)
-            };
-            match tokio::time::timeout(Duration::from_millis(timeout_ms), work).await {
-                Ok(result) => result,
-                Err(_) => Err(StoreError::Unavailable(format!("PostgreSQL gave no answer within {timeout_ms} ms"))),
-            }
-        })
+        Box::pin(run_on(&self.pool, timeout_ms, op))
+    }
+}
+
+/// Runs `op` on a connection of `pool` within `timeout_ms`.
+fn run_on<T, F>(
+    pool: &Pool,
+    timeout_ms: u64,
+    op: F,
+) -> impl std::future::Future<Output = Result<T, StoreError>> + use<T, F>
+where
+    T: Send + 'static,
+    F: for<'c> FnOnce(&'c mut Object) -> ConnFuture<'c, Result<T, StoreError>> + Send + 'static,
+{
+    let pool = pool.clone();
+    async move {
+        let work = async move {
+            let mut lease = Lease::get(&pool).await?;
+            let result = op(lease.client()?).await;
+            lease.settle(result)
+        };
+        match tokio::time::timeout(Duration::from_millis(timeout_ms), work).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(format!("PostgreSQL gave no answer within {timeout_ms} ms"))),
+        }
     }
 }
 
@@ -180,10 +343,26 @@ type ConnFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> +
 
 impl Store for PostgresStore {
     fn append(&self, batch: Arc<EventBatch>) -> BoxFuture<Result<(), StoreError>> {
-        self.run(move |client| Box::pin(async move { append(client, &batch).await }))
+        start_checkpoints(&self.ledgers);
+        let ledgers = Arc::clone(&self.ledgers);
+        let written = Arc::clone(&batch);
+        let commit = self.run(move |client| Box::pin(async move { append(client, &written).await }));
+        Box::pin(async move {
+            // Recorded only once the log holds the batch (a retried batch
+            // already stored records nothing: loads rebuild from the log).
+            if let Some(seq) = commit.await? {
+                let plan = Plan::new(&batch)?;
+                ledgers.record(&plan.accounts, seq);
+            }
+            Ok(())
+        })
     }
 
     fn load_account(&self, player: PlayerId) -> BoxFuture<Result<Option<Account>, StoreError>> {
+        if let Some((account, _)) = self.ledgers.dirty().get(&player) {
+            let account = account.clone();
+            return Box::pin(async move { Ok(Some(account)) });
+        }
         self.run(move |client| Box::pin(load_account(client, player)))
     }
 
@@ -233,7 +412,15 @@ impl Store for PostgresStore {
     }
 
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
-        self.run_within(AUDIT_TIMEOUT_MS, move |client| Box::pin(async move { audit(client, &tickers).await }))
+        let ledgers = Arc::clone(&self.ledgers);
+        let check =
+            self.run_within(AUDIT_TIMEOUT_MS, move |client| Box::pin(async move { audit(client, &tickers).await }));
+        Box::pin(async move {
+            // No checkpoint between the flush and the audit's own writes.
+            let _turn = ledgers.turn.lock().await;
+            ledgers.flush().await?;
+            check.await
+        })
     }
 
     fn trades_of(
@@ -278,26 +465,32 @@ impl Store for PostgresStore {
 
 // ---- append ---------------------------------------------------------------
 
-async fn append(client: &mut Object, batch: &EventBatch) -> Result<(), StoreError> {
+/// Writes the log side of a batch in one transaction. Returns the seq its
+/// ledgers stand at (the batch's last event, or the log head for a batch of
+/// ledgers only), or `None` for a retried batch that was already stored.
+async fn append(client: &mut Object, batch: &EventBatch) -> Result<Option<u64>, StoreError> {
     let plan = Plan::new(batch)?;
     let txn = client.transaction().await.map_err(pg_error)?;
-    if !plan.events.is_empty() {
+    let mut seq = plan.last_seq;
+    if !plan.events.is_empty() || !plan.accounts.is_empty() {
         let statement = txn.prepare_cached(sql::LOG_HEAD).await.map_err(pg_error)?;
         let head: i64 = txn.query_one(&statement, &[]).await.map_err(pg_error)?.try_get(0).map_err(pg_error)?;
         let head = from_i64(head, "log head")?;
-        if plan::placement(&plan, head)? == Placement::Stored {
+        if plan.events.is_empty() {
+            seq = head;
+        } else if plan::placement(&plan, head)? == Placement::Stored {
             let stored = stored_events(&txn, plan.first_seq, plan.last_seq).await?;
-            return plan::judge_retry(&plan, head, &stored);
+            return plan::judge_retry(&plan, head, &stored).map(|()| None);
         }
     }
     futures_util::try_join!(
         copy_events(&txn, &plan),
         copy_trades(&txn, &plan),
         write_orders(&txn, &plan),
-        write_ledgers(&txn, &plan),
         write_candles(&txn, &plan),
     )?;
-    txn.commit().await.map_err(pg_error)
+    txn.commit().await.map_err(pg_error)?;
+    Ok(Some(seq))
 }
 
 async fn stored_events(txn: &Transaction<'_>, first: u64, last: u64) -> Result<Vec<Stamped>, StoreError> {
@@ -406,6 +599,7 @@ struct LedgerColumns {
     realized_pnl: Vec<Decimal>,
     trades: Vec<i64>,
     open_orders: Vec<i32>,
+    ledger_seqs: Vec<i64>,
     holding_players: Vec<i64>,
     holding_assets: Vec<i32>,
     holding_qty: Vec<i64>,
@@ -413,11 +607,15 @@ struct LedgerColumns {
     holding_cost: Vec<Decimal>,
 }
 
+/// A ledger to write, with the seq of the last event it reflects.
+type LedgerRow<'a> = (PlayerId, &'a Account, u64);
+
 impl LedgerColumns {
-    fn new(accounts: &[(PlayerId, &Account)]) -> Result<Self, StoreError> {
+    fn new(accounts: &[LedgerRow<'_>]) -> Result<Self, StoreError> {
         let mut columns = Self::default();
-        for (player, account) in accounts {
+        for (player, account, seq) in accounts {
             columns.players.push(player.0);
+            columns.ledger_seqs.push(to_i64(*seq, "ledger seq")?);
             columns.cash.push(account.cash);
             columns.reserved_cash.push(account.reserved_cash);
             columns.realized_pnl.push(account.realized_pnl);
@@ -435,21 +633,22 @@ impl LedgerColumns {
     }
 }
 
-async fn write_ledgers(txn: &Transaction<'_>, plan: &Plan<'_>) -> Result<(), StoreError> {
-    if plan.accounts.is_empty() {
+/// Writes ledgers (players sorted, each once) with their positions.
+async fn write_ledgers(txn: &Transaction<'_>, accounts: &[LedgerRow<'_>]) -> Result<(), StoreError> {
+    if accounts.is_empty() {
         return Ok(());
     }
-    let c = LedgerColumns::new(&plan.accounts)?;
+    let c = LedgerColumns::new(accounts)?;
     let (delete, players, holdings) = futures_util::try_join!(
         txn.prepare_cached(sql::HOLDINGS_DELETE_STALE),
-        txn.prepare_cached(sql::PLAYERS_UPSERT),
+        txn.prepare_cached(sql::PLAYERS_CHECKPOINT),
         txn.prepare_cached(sql::HOLDINGS_UPSERT),
     )
     .map_err(pg_error)?;
     // Disjoint rows: the stale positions go, the held ones are written.
     let stale: [&(dyn ToSql + Sync); 3] = [&c.players, &c.holding_players, &c.holding_assets];
-    let ledgers: [&(dyn ToSql + Sync); 6] =
-        [&c.players, &c.cash, &c.reserved_cash, &c.realized_pnl, &c.trades, &c.open_orders];
+    let ledgers: [&(dyn ToSql + Sync); 7] =
+        [&c.players, &c.cash, &c.reserved_cash, &c.realized_pnl, &c.trades, &c.open_orders, &c.ledger_seqs];
     let positions: [&(dyn ToSql + Sync); 5] =
         [&c.holding_players, &c.holding_assets, &c.holding_qty, &c.holding_reserved, &c.holding_cost];
     let held = async { if c.holding_players.is_empty() { Ok(0) } else { txn.execute(&holdings, &positions).await } };
@@ -487,28 +686,111 @@ async fn write_candles(txn: &Transaction<'_>, plan: &Plan<'_>) -> Result<(), Sto
 // ---- reads ----------------------------------------------------------------
 
 async fn load_account(client: &mut Object, player: PlayerId) -> Result<Option<Account>, StoreError> {
-    let statement = client.prepare_cached(sql::ACCOUNT_LOAD).await.map_err(pg_error)?;
-    let rows = client.query(&statement, &[&player.0]).await.map_err(pg_error)?;
-    let Some(first) = rows.first() else { return Ok(None) };
-    let mut account = Account {
-        cash: first.try_get(0).map_err(pg_error)?,
-        reserved_cash: first.try_get(1).map_err(pg_error)?,
-        positions: Vec::new(),
-        realized_pnl: first.try_get(2).map_err(pg_error)?,
-        trades: from_i64(first.try_get(3).map_err(pg_error)?, "trade count")?,
-        open_orders: u32::try_from(first.try_get::<_, i32>(4).map_err(pg_error)?)
-            .map_err(|_| StoreError::Invalid("stored open order count is negative".into()))?,
-    };
-    for row in &rows {
-        let Some(asset) = row.try_get::<_, Option<i32>>(5).map_err(pg_error)? else { continue };
-        account.positions.push(Position {
-            asset: AssetId(u16::try_from(asset).map_err(|_| StoreError::Invalid(format!("stored asset id {asset}")))?),
-            qty: from_i64(row.try_get(6).map_err(pg_error)?, "position qty")?,
-            reserved_qty: from_i64(row.try_get(7).map_err(pg_error)?, "reserved qty")?,
-            cost_basis: row.try_get(8).map_err(pg_error)?,
-        });
+    // One snapshot: the checkpoint, the events after it and the resting orders agree.
+    let txn = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg_error)?;
+    let rebuilt = rebuild(&txn, &[player.0]).await?;
+    txn.commit().await.map_err(pg_error)?;
+    Ok(rebuilt.into_iter().next().map(|(_, account, _)| account))
+}
+
+/// The current ledgers of `players` (those that exist), by player: each
+/// from its checkpoint (reservations cleared), then the player's events after
+/// it in order, then a reservation for each resting order.
+async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId, Account, u64)>, StoreError> {
+    let (ledgers, events, orders) = futures_util::try_join!(
+        txn.prepare_cached(sql::LEDGERS_OF),
+        txn.prepare_cached(sql::LEDGER_EVENTS_OF),
+        txn.prepare_cached(sql::OPEN_ORDERS_OF),
+    )
+    .map_err(pg_error)?;
+    let ids = players.to_vec();
+    let params: [&(dyn ToSql + Sync); 1] = [&ids];
+    let (ledger_rows, event_rows, order_rows) =
+        futures_util::try_join!(txn.query(&ledgers, &params), txn.query(&events, &params), txn.query(&orders, &params))
+            .map_err(pg_error)?;
+
+    let mut states: BTreeMap<i64, (Option<Account>, u64)> = BTreeMap::new();
+    for row in &ledger_rows {
+        let player: i64 = row.try_get(0).map_err(pg_error)?;
+        if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(player) {
+            let account = Account {
+                cash: row.try_get(1).map_err(pg_error)?,
+                reserved_cash: Decimal::ZERO,
+                positions: Vec::new(),
+                realized_pnl: row.try_get(3).map_err(pg_error)?,
+                trades: from_i64(row.try_get(4).map_err(pg_error)?, "trade count")?,
+                open_orders: 0,
+            };
+            entry.insert((Some(account), from_i64(row.try_get(6).map_err(pg_error)?, "ledger seq")?));
+        }
+        let Some(asset) = row.try_get::<_, Option<i32>>(7).map_err(pg_error)? else { continue };
+        let position = Position {
+            asset: asset_id(asset)?,
+            qty: from_i64(row.try_get(8).map_err(pg_error)?, "position qty")?,
+            reserved_qty: 0,
+            cost_basis: row.try_get(10).map_err(pg_error)?,
+        };
+        if let Some((Some(account), _)) = states.get_mut(&player) {
+            account.positions.push(position);
+        }
     }
-    Ok(Some(account))
+    for row in &event_rows {
+        let player: i64 = row.try_get(0).map_err(pg_error)?;
+        let stamped = row.try_get::<_, Json<Stamped>>(1).map_err(pg_error)?.0;
+        let (account, seq) = states.entry(player).or_insert((None, 0));
+        *seq = (*seq).max(stamped.seq);
+        match (&stamped.event, account.as_mut()) {
+            (Event::AccountOpened { cash, .. }, _) => *account = Some(Account::with_cash(*cash)),
+            (Event::CashCredited { amount, .. }, Some(account)) => account.cash += *amount,
+            (Event::Traded(trade), Some(account)) => account.apply_trade(trade),
+            _ => {}
+        }
+    }
+    for row in &order_rows {
+        let order = resting_order(row)?;
+        if let Some((Some(account), _)) = states.get_mut(&order.player.0) {
+            account.reserve_for(&order);
+        }
+    }
+    Ok(states
+        .into_iter()
+        .filter_map(|(player, (account, seq))| {
+            account.map(|mut account| {
+                account.positions.retain(|p| p.qty > 0 || p.reserved_qty > 0);
+                (PlayerId(player), account, seq)
+            })
+        })
+        .collect())
+}
+
+fn asset_id(asset: i32) -> Result<AssetId, StoreError> {
+    u16::try_from(asset).map(AssetId).map_err(|_| StoreError::Invalid(format!("stored asset id {asset}")))
+}
+
+/// A row of `open_orders_of.sql`.
+fn resting_order(row: &tokio_postgres::Row) -> Result<RestingOrder, StoreError> {
+    let trigger_price: Decimal = row.try_get(6).map_err(pg_error)?;
+    let trigger = match row.try_get::<_, &str>(5).map_err(pg_error)? {
+        "Limit" => Trigger::Limit(trigger_price),
+        "Stop" => Trigger::Stop(trigger_price),
+        other => return Err(StoreError::Invalid(format!("stored trigger kind {other:?}"))),
+    };
+    Ok(RestingOrder {
+        id: OrderId(from_i64(row.try_get(0).map_err(pg_error)?, "order id")?),
+        player: PlayerId(row.try_get(1).map_err(pg_error)?),
+        asset: asset_id(row.try_get(2).map_err(pg_error)?)?,
+        side: plan::parse_side(row.try_get(3).map_err(pg_error)?)?,
+        qty: from_i64(row.try_get(4).map_err(pg_error)?, "order qty")?,
+        trigger,
+        reserved_cash: row.try_get(7).map_err(pg_error)?,
+        placed_at_ms: row.try_get(8).map_err(pg_error)?,
+    })
 }
 
 fn trade_record(player: PlayerId, row: &tokio_postgres::Row) -> Result<TradeRecord, StoreError> {
@@ -531,15 +813,28 @@ fn trade_record(player: PlayerId, row: &tokio_postgres::Row) -> Result<TradeReco
     })
 }
 
+/// Brings every stale ledger up to date (those whose events go beyond their
+/// checkpoint, e.g. after a crash), then checks conservation — all in one
+/// snapshot, so concurrent appends can neither split the statements nor
+/// leave the ledgers behind the log they are checked against. The caller
+/// holds the checkpoint turn (nothing else writes ledgers meanwhile).
 async fn audit(client: &mut Object, tickers: &[String]) -> Result<Audit, StoreError> {
-    // One snapshot for both statements, so a concurrent append cannot split them.
-    let txn = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
+    let txn =
+        client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).start().await.map_err(pg_error)?;
+    let statement = txn.prepare_cached(sql::STALE_LEDGERS).await.map_err(pg_error)?;
+    let stale = txn
+        .query(&statement, &[])
         .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<Vec<i64>, _>>()
         .map_err(pg_error)?;
+    for players in stale.chunks(REBUILD_CHUNK) {
+        let rebuilt = rebuild(&txn, players).await?;
+        let rows: Vec<LedgerRow<'_>> = rebuilt.iter().map(|(player, account, seq)| (*player, account, *seq)).collect();
+        write_ledgers(&txn, &rows).await?;
+    }
     let statement = txn.prepare_cached(sql::AUDIT).await.map_err(pg_error)?;
     let row = txn.query_one(&statement, &[]).await.map_err(pg_error)?;
     let cash_mismatches: i64 = row.try_get(0).map_err(pg_error)?;
