@@ -1,9 +1,8 @@
--- The ledger-moving events of players $1 after their stored checkpoint (all
--- of them for a player without a stored ledger), by player then seq.
+-- Openings and credits of players $1 after their stored checkpoint (all of
+-- them for a player without a stored ledger); fills come from `trades`.
 SELECT e.player, e.payload
 FROM unnest($1::BIGINT[]) AS wanted (player)
 JOIN events e ON e.player = wanted.player
 LEFT JOIN players p ON p.player = wanted.player
 WHERE e.seq > COALESCE(p.ledger_seq, 0)
-  AND e.kind IN ('AccountOpened', 'CashCredited', 'Traded')
-ORDER BY e.player, e.seq
+  AND e.kind IN ('AccountOpened', 'CashCredited')

@@ -1,7 +1,9 @@
 -- Players whose log goes beyond their stored ledger (or who have none).
-SELECT DISTINCT e.player
+SELECT e.player
 FROM events e LEFT JOIN players p ON p.player = e.player
-WHERE e.player IS NOT NULL
-  AND e.kind IN ('AccountOpened', 'CashCredited', 'Traded')
-  AND e.seq > COALESCE(p.ledger_seq, 0)
-ORDER BY e.player
+WHERE e.kind IN ('AccountOpened', 'CashCredited') AND e.seq > COALESCE(p.ledger_seq, 0)
+UNION
+SELECT t.player
+FROM trades t LEFT JOIN players p ON p.player = t.player
+WHERE t.seq > COALESCE(p.ledger_seq, 0)
+ORDER BY player

@@ -50,6 +50,7 @@ mod sql {
     pub const PLAYERS_CHECKPOINT: &str = include_str!("../../sql/queries/players_checkpoint.sql");
     pub const LEDGERS_OF: &str = include_str!("../../sql/queries/ledgers_of.sql");
     pub const LEDGER_EVENTS_OF: &str = include_str!("../../sql/queries/ledger_events_of.sql");
+    pub const LEDGER_TRADES_OF: &str = include_str!("../../sql/queries/ledger_trades_of.sql");
     pub const OPEN_ORDERS_OF: &str = include_str!("../../sql/queries/open_orders_of.sql");
     pub const STALE_LEDGERS: &str = include_str!("../../sql/queries/stale_ledgers.sql");
     pub const HOLDINGS_DELETE_STALE: &str = include_str!("../../sql/queries/holdings_delete_stale.sql");
@@ -700,20 +701,26 @@ async fn load_account(client: &mut Object, player: PlayerId) -> Result<Option<Ac
 }
 
 /// The current ledgers of `players` (those that exist), by player: each
-/// from its checkpoint (reservations cleared), then the player's events after
-/// it in order, then a reservation for each resting order.
+/// from its checkpoint (reservations cleared), then the player's openings,
+/// credits and fills after it in log order, then a reservation for each
+/// resting order.
 async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId, Account, u64)>, StoreError> {
-    let (ledgers, events, orders) = futures_util::try_join!(
+    let (ledgers, events, trades, orders) = futures_util::try_join!(
         txn.prepare_cached(sql::LEDGERS_OF),
         txn.prepare_cached(sql::LEDGER_EVENTS_OF),
+        txn.prepare_cached(sql::LEDGER_TRADES_OF),
         txn.prepare_cached(sql::OPEN_ORDERS_OF),
     )
     .map_err(pg_error)?;
     let ids = players.to_vec();
     let params: [&(dyn ToSql + Sync); 1] = [&ids];
-    let (ledger_rows, event_rows, order_rows) =
-        futures_util::try_join!(txn.query(&ledgers, &params), txn.query(&events, &params), txn.query(&orders, &params))
-            .map_err(pg_error)?;
+    let (ledger_rows, event_rows, trade_rows, order_rows) = futures_util::try_join!(
+        txn.query(&ledgers, &params),
+        txn.query(&events, &params),
+        txn.query(&trades, &params),
+        txn.query(&orders, &params)
+    )
+    .map_err(pg_error)?;
 
     let mut states: BTreeMap<i64, (Option<Account>, u64)> = BTreeMap::new();
     for row in &ledger_rows {
@@ -740,12 +747,23 @@ async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId
             account.positions.push(position);
         }
     }
+    // The ledger-moving events after each checkpoint, in log order.
+    let mut steps: Vec<(i64, u64, Event)> = Vec::with_capacity(event_rows.len() + trade_rows.len());
     for row in &event_rows {
         let player: i64 = row.try_get(0).map_err(pg_error)?;
         let stamped = row.try_get::<_, Json<Stamped>>(1).map_err(pg_error)?.0;
-        let (account, seq) = states.entry(player).or_insert((None, 0));
-        *seq = (*seq).max(stamped.seq);
-        match (&stamped.event, account.as_mut()) {
+        steps.push((player, stamped.seq, stamped.event));
+    }
+    for row in &trade_rows {
+        let player = PlayerId(row.try_get(9).map_err(pg_error)?);
+        let record = trade_record(player, row)?;
+        steps.push((player.0, record.seq, Event::Traded(record.trade)));
+    }
+    steps.sort_by_key(|(player, seq, _)| (*player, *seq));
+    for (player, step_seq, event) in &steps {
+        let (account, seq) = states.entry(*player).or_insert((None, 0));
+        *seq = (*seq).max(*step_seq);
+        match (event, account.as_mut()) {
             (Event::AccountOpened { cash, .. }, _) => *account = Some(Account::with_cash(*cash)),
             (Event::CashCredited { amount, .. }, Some(account)) => account.cash += *amount,
             (Event::Traded(trade), Some(account)) => account.apply_trade(trade),
