@@ -27,6 +27,9 @@ pub const CONFIRM_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 /// Most one-minute candles read for one chart (a week).
 pub const CHART_CANDLES_MAX: usize = 7 * 24 * 60;
 
+/// Most characters of an unknown category echoed back to the player.
+pub const CATEGORY_ECHO_CHARS_MAX: usize = 32;
+
 /// Fills shown per `/history` page.
 pub const HISTORY_PAGE_TRADES: usize = 10;
 /// Deepest `/history` page served.
@@ -151,7 +154,10 @@ impl Bot {
             && !universe.categories().iter().any(|c| c.name.eq_ignore_ascii_case(wanted))
         {
             let names: Vec<String> = universe.categories().iter().map(|c| escape(&c.name)).collect();
-            return Reply::text(format!("⚠️ No category '{}'. Categories: {}.", escape(wanted), names.join(", ")));
+            // Echo a bounded piece: 4,000 typed characters would push the
+            // reply past Telegram's 4,096 and it would never arrive.
+            let given: String = wanted.chars().take(CATEGORY_ECHO_CHARS_MAX).collect();
+            return Reply::text(format!("⚠️ No category '{}'. Categories: {}.", escape(&given), names.join(", ")));
         }
         let mut text = String::from("📈 <b>Market</b>\n");
         let mut asset_buttons = Vec::new();

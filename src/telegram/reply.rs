@@ -27,7 +27,15 @@ impl Button {
     #[must_use]
     pub fn new(text: impl Into<String>, command: impl Into<String>) -> Self {
         let mut data: String = command.into();
-        data.truncate(CALLBACK_DATA_LEN_MAX);
+        // Cut on a character boundary (`truncate` panics inside one: a
+        // category name with accents would take `/market` down).
+        let end = data
+            .char_indices()
+            .map(|(at, c)| at + c.len_utf8())
+            .take_while(|end| *end <= CALLBACK_DATA_LEN_MAX)
+            .last()
+            .unwrap_or(0);
+        data.truncate(end);
         Self { text: text.into(), data }
     }
 }
