@@ -3,7 +3,8 @@
 //! fallback with Redis up, and fallback with Redis down (a closed port, so
 //! every call is answered locally, each within a second). Then what only
 //! some adapters do: Redis pub/sub between instances, fast failure on a
-//! closed port, the fallback's recovery when Redis comes back.
+//! closed port, the fallback's recovery when Redis comes back, and local
+//! and Redis agreeing on the order of seeded boards full of ties.
 //!
 //! Redis is `TEST_REDIS_URL` or `redis://127.0.0.1:6379`; each test works
 //! under a fresh random key prefix and deletes its keys at the end.
@@ -15,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
-use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, PublishedQuote, RateDecision};
+use actors::ports::coordinator::{
+    CoordError, Coordinator, LockToken, PLAYER_NAME_CHARS_MAX, PricesUpdate, PublishedQuote, RateDecision,
+};
 use fred::prelude::{ClientLike, LuaInterface};
 use stockbot::coord::fallback::{FallbackCoordinator, FallbackOptions};
 use stockbot::coord::local::LocalCoordinator;
@@ -143,6 +146,9 @@ contract_suite!(
     lock_expires_after_ttl,
     boards_rank_best_first_with_ties_by_player_id,
     board_updates_and_bad_input,
+    board_count_remove_and_clear,
+    board_move_merges_keeping_the_higher_score,
+    names_are_returned_in_the_order_asked_and_bounded,
     prices_latest_is_the_last_published,
     ping_answers,
 );
@@ -305,6 +311,133 @@ async fn board_updates_and_bad_input(h: &Harness) {
     );
 }
 
+async fn board_count_remove_and_clear(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.board_count("g").await, Ok(0));
+    for player in 1..=5 {
+        c.board_set("g", PlayerId(player), f64::from(u8::try_from(player).unwrap() % 2)).await.unwrap();
+    }
+    c.board_set("other", PlayerId(9), 1.0).await.unwrap();
+    assert_eq!(c.board_count("g").await, Ok(5));
+    assert_eq!(h.peer.board_count("g").await, Ok(5));
+    // Re-setting a score does not add an entry.
+    c.board_set("g", PlayerId(3), 7.0).await.unwrap();
+    assert_eq!(c.board_count("g").await, Ok(5));
+
+    c.board_remove("g", PlayerId(1)).await.unwrap();
+    assert_eq!(c.board_count("g").await, Ok(4));
+    assert_eq!(c.board_rank("g", PlayerId(1)).await, Ok(None));
+    assert_eq!(
+        c.board_range("g", 0, 10).await.unwrap(),
+        vec![(PlayerId(3), 7.0), (PlayerId(5), 1.0), (PlayerId(2), 0.0), (PlayerId(4), 0.0)]
+    );
+    assert_eq!(c.board_rank("g", PlayerId(2)).await, Ok(Some((2, 0.0))));
+    // Removing an absent player, or from an absent board, is harmless.
+    assert_eq!(c.board_remove("g", PlayerId(1)).await, Ok(()));
+    assert_eq!(c.board_remove("nowhere", PlayerId(1)).await, Ok(()));
+    assert_eq!(c.board_count("nowhere").await, Ok(0));
+    // The last entry removed leaves an empty board.
+    c.board_remove("other", PlayerId(9)).await.unwrap();
+    assert_eq!(c.board_count("other").await, Ok(0));
+    assert_eq!(c.board_range("other", 0, 10).await.unwrap(), vec![]);
+
+    assert_eq!(c.board_clear("g").await, Ok(()));
+    assert_eq!(c.board_count("g").await, Ok(0));
+    assert_eq!(h.peer.board_range("g", 0, 10).await.unwrap(), vec![]);
+    assert_eq!(c.board_rank("g", PlayerId(3)).await, Ok(None));
+    assert_eq!(c.board_clear("g").await, Ok(()));
+    // A cleared board starts afresh.
+    c.board_set("g", PlayerId(2), 1.0).await.unwrap();
+    assert_eq!(c.board_range("g", 0, 10).await.unwrap(), vec![(PlayerId(2), 1.0)]);
+}
+
+async fn board_move_merges_keeping_the_higher_score(h: &Harness) {
+    let c = &h.coord;
+    // A group's board, and the supergroup it became (already with entries).
+    for (player, score) in [(1, 10.0), (2, 50.0), (3, 30.0), (5, -1.0)] {
+        c.board_set("group:-100", PlayerId(player), score).await.unwrap();
+    }
+    for (player, score) in [(1, 40.0), (2, 20.0), (4, 30.0)] {
+        c.board_set("group:-1009", PlayerId(player), score).await.unwrap();
+    }
+    c.board_move("group:-100", "group:-1009").await.unwrap();
+    let merged =
+        vec![(PlayerId(2), 50.0), (PlayerId(1), 40.0), (PlayerId(3), 30.0), (PlayerId(4), 30.0), (PlayerId(5), -1.0)];
+    assert_eq!(c.board_range("group:-1009", 0, 10).await.unwrap(), merged);
+    assert_eq!(h.peer.board_range("group:-1009", 0, 10).await.unwrap(), merged);
+    assert_eq!(c.board_count("group:-1009").await, Ok(5));
+    assert_eq!(c.board_rank("group:-1009", PlayerId(4)).await, Ok(Some((3, 30.0))));
+    // The old board is gone.
+    assert_eq!(c.board_count("group:-100").await, Ok(0));
+    assert_eq!(c.board_rank("group:-100", PlayerId(1)).await, Ok(None));
+
+    // Archiving a season: the destination does not exist yet.
+    c.board_set("top:global:s12", PlayerId(7), 3.5).await.unwrap();
+    c.board_set("top:global:s12", PlayerId(6), 3.5).await.unwrap();
+    c.board_move("top:global:s12", "archive:top:global:s12").await.unwrap();
+    assert_eq!(
+        c.board_range("archive:top:global:s12", 0, 10).await.unwrap(),
+        vec![(PlayerId(6), 3.5), (PlayerId(7), 3.5)]
+    );
+    assert_eq!(c.board_count("top:global:s12").await, Ok(0));
+    // The next season starts empty on the old name.
+    c.board_set("top:global:s12", PlayerId(8), 1.0).await.unwrap();
+    assert_eq!(c.board_range("top:global:s12", 0, 10).await.unwrap(), vec![(PlayerId(8), 1.0)]);
+
+    // Onto itself: nothing changes (in particular, nothing is deleted).
+    c.board_move("group:-1009", "group:-1009").await.unwrap();
+    assert_eq!(c.board_range("group:-1009", 0, 10).await.unwrap(), merged);
+    // From a board that does not exist: the destination is untouched.
+    c.board_move("nowhere", "group:-1009").await.unwrap();
+    assert_eq!(c.board_range("group:-1009", 0, 10).await.unwrap(), merged);
+    c.board_move("nowhere", "still-nowhere").await.unwrap();
+    assert_eq!(c.board_count("still-nowhere").await, Ok(0));
+}
+
+async fn names_are_returned_in_the_order_asked_and_bounded(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.names_get(vec![]).await, Ok(vec![]));
+    assert_eq!(c.names_set(vec![]).await, Ok(()));
+    assert_eq!(c.names_get(vec![PlayerId(1)]).await, Ok(vec![None]));
+    let exact = "é".repeat(PLAYER_NAME_CHARS_MAX);
+    let long = format!("{exact}🚀 and more");
+    c.names_set(vec![
+        (PlayerId(1), "Alice".to_owned()),
+        (PlayerId(-2), "Bob 🚀".to_owned()),
+        (PlayerId(i64::MAX), exact.clone()),
+        (PlayerId(i64::MIN), long),
+        (PlayerId(5), String::new()),
+        // A later entry for the same player wins.
+        (PlayerId(6), "first".to_owned()),
+        (PlayerId(6), "second".to_owned()),
+    ])
+    .await
+    .unwrap();
+    let asked = vec![PlayerId(i64::MIN), PlayerId(3), PlayerId(1), PlayerId(-2), PlayerId(1), PlayerId(i64::MAX)];
+    let expected = vec![
+        Some(exact.clone()),
+        None,
+        Some("Alice".to_owned()),
+        Some("Bob 🚀".to_owned()),
+        Some("Alice".to_owned()),
+        Some(exact.clone()),
+    ];
+    assert_eq!(c.names_get(asked.clone()).await, Ok(expected.clone()));
+    assert_eq!(h.peer.names_get(asked).await, Ok(expected));
+    assert_eq!(
+        c.names_get(vec![PlayerId(5), PlayerId(6)]).await,
+        Ok(vec![Some(String::new()), Some("second".to_owned())])
+    );
+    // A new name replaces the old one.
+    c.names_set(vec![(PlayerId(1), "Alice B.".to_owned())]).await.unwrap();
+    assert_eq!(c.names_get(vec![PlayerId(1)]).await, Ok(vec![Some("Alice B.".to_owned())]));
+    // More names than one command carries, in order.
+    let many: Vec<(PlayerId, String)> = (0..2_500).map(|i| (PlayerId(1_000 + i), format!("p{i}"))).collect();
+    c.names_set(many.clone()).await.unwrap();
+    let got = c.names_get(many.iter().rev().map(|(player, _)| *player).collect()).await.unwrap();
+    assert_eq!(got, many.into_iter().rev().map(|(_, name)| Some(name)).collect::<Vec<_>>());
+}
+
 fn update(minute: u64, mid: &str) -> PricesUpdate {
     PricesUpdate {
         minute,
@@ -381,6 +514,24 @@ impl Coordinator for Timed {
     fn board_rank(&self, board: &str, player: PlayerId) -> BoxFuture<Result<Option<(u64, f64)>, CoordError>> {
         timed("board_rank", self.0.board_rank(board, player))
     }
+    fn board_count(&self, board: &str) -> BoxFuture<Result<u64, CoordError>> {
+        timed("board_count", self.0.board_count(board))
+    }
+    fn board_remove(&self, board: &str, player: PlayerId) -> BoxFuture<Result<(), CoordError>> {
+        timed("board_remove", self.0.board_remove(board, player))
+    }
+    fn board_move(&self, from: &str, to: &str) -> BoxFuture<Result<(), CoordError>> {
+        timed("board_move", self.0.board_move(from, to))
+    }
+    fn board_clear(&self, board: &str) -> BoxFuture<Result<(), CoordError>> {
+        timed("board_clear", self.0.board_clear(board))
+    }
+    fn names_set(&self, entries: Vec<(PlayerId, String)>) -> BoxFuture<Result<(), CoordError>> {
+        timed("names_set", self.0.names_set(entries))
+    }
+    fn names_get(&self, players: Vec<PlayerId>) -> BoxFuture<Result<Vec<Option<String>>, CoordError>> {
+        timed("names_get", self.0.names_get(players))
+    }
     fn ping(&self) -> BoxFuture<Result<(), CoordError>> {
         timed("ping", self.0.ping())
     }
@@ -446,6 +597,70 @@ async fn redis_on_a_closed_port_is_unavailable_at_once() {
     assert!(matches!(coord.board_set("b", PlayerId(1), 1.0).await, Err(CoordError::Unavailable(_))));
     assert!(matches!(coord.board_range("b", 0, 10).await, Err(CoordError::Unavailable(_))));
     assert!(matches!(coord.board_rank("b", PlayerId(1)).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_count("b").await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_remove("b", PlayerId(1)).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_move("b", "c").await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.board_clear("b").await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.names_set(vec![(PlayerId(1), "n".to_owned())]).await, Err(CoordError::Unavailable(_))));
+    assert!(matches!(coord.names_get(vec![PlayerId(1)]).await, Err(CoordError::Unavailable(_))));
+}
+
+/// A seeded random mix of ties (few distinct scores), extreme ids, updates,
+/// removals and a move, applied to local and Redis alike: every page, rank
+/// and count must agree exactly. The seed is printed on failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_redis_agree_on_tied_boards() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("COORD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let prefix = fresh_prefix();
+    let local = LocalCoordinator::new();
+    let redis = redis(&prefix).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let scores = [f64::NEG_INFINITY, -1.5, 0.0, 1.0, 2.5, f64::INFINITY];
+    let ids: Vec<i64> = (0..60)
+        .map(|i| match i {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            2 => -1,
+            3 => 0,
+            _ => rng.random_range(-1_000_i64..1_000) * if rng.random_bool(0.1) { 1 << 40 } else { 1 },
+        })
+        .collect();
+    for step in 0..400 {
+        let board = if rng.random_bool(0.7) { "a" } else { "b" };
+        let player = PlayerId(ids[rng.random_range(0..ids.len())]);
+        let roll = rng.random_range(0..10);
+        for coord in [&local as &dyn Coordinator, &redis] {
+            match roll {
+                _ if step % 150 == 149 => coord.board_move("b", "a").await.unwrap(),
+                0 => coord.board_remove(board, player).await.unwrap(),
+                _ => coord.board_set(board, player, scores[usize::try_from(step % 6).unwrap()]).await.unwrap(),
+            }
+        }
+    }
+    for board in ["a", "b"] {
+        let count = local.board_count(board).await.unwrap();
+        assert_eq!(redis.board_count(board).await.unwrap(), count, "seed {seed}: count of {board}");
+        let all = local.board_range(board, 0, u64::MAX).await.unwrap();
+        assert_eq!(redis.board_range(board, 0, u64::MAX).await.unwrap(), all, "seed {seed}: board {board}");
+        assert!(
+            all.windows(2).all(|w| w[0].1 > w[1].1 || (w[0].1 == w[1].1 && w[0].0 < w[1].0)),
+            "seed {seed}: {board} not best first with ties by lower id: {all:?}"
+        );
+        for offset in [0, 1, 7, 13] {
+            assert_eq!(
+                redis.board_range(board, offset, 5).await.unwrap(),
+                local.board_range(board, offset, 5).await.unwrap(),
+                "seed {seed}: page {offset} of {board}"
+            );
+        }
+        for (rank, &(player, score)) in all.iter().enumerate() {
+            let expected = Some((u64::try_from(rank).unwrap(), score));
+            assert_eq!(local.board_rank(board, player).await.unwrap(), expected, "seed {seed}");
+            assert_eq!(redis.board_rank(board, player).await.unwrap(), expected, "seed {seed}");
+        }
+    }
+    delete_keys(&prefix).await;
 }
 
 #[tokio::test]

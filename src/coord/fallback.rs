@@ -6,11 +6,14 @@
 //! tried again: no failure is sticky. A warning is logged at most once per
 //! `warn_interval_ms`, and recovery once.
 //!
-//! While Redis answers, dedup keys, rate counts and the latest prices are
-//! also written through to local state, so that the first calls of an
-//! outage still know what this instance saw just before it. Boards and
-//! locks are not mirrored: during an outage they hold only what this
-//! instance wrote since.
+//! While Redis answers, dedup keys, rate counts, the latest prices and
+//! display names are also written through to local state, so that the
+//! first calls of an outage still know what this instance saw just before
+//! it. Board scores and locks are not mirrored: during an outage they hold
+//! only what this instance wrote since. Board removals, moves and clears
+//! are applied to the local boards too, so that an entry taken off a board
+//! through Redis (a season archived, a group migrated) does not come back
+//! from local state in a later outage.
 
 use std::future::ready;
 use std::sync::Arc;
@@ -248,6 +251,68 @@ impl Coordinator for FallbackCoordinator {
             |_, _| {},
             move |local| Ok(local.board_rank_now(&owned, player)),
         )
+    }
+
+    fn board_count(&self, board: &str) -> BoxFuture<Result<u64, CoordError>> {
+        let owned: Arc<str> = board.into();
+        self.call(|redis| redis.board_count(board), |_, _| {}, move |local| Ok(local.board_count_now(&owned)))
+    }
+
+    fn board_remove(&self, board: &str, player: PlayerId) -> BoxFuture<Result<(), CoordError>> {
+        let owned: Arc<str> = board.into();
+        let mirrored = Arc::clone(&owned);
+        self.call(
+            |redis| redis.board_remove(board, player),
+            move |local, ()| local.board_remove_now(&mirrored, player),
+            move |local| {
+                local.board_remove_now(&owned, player);
+                Ok(())
+            },
+        )
+    }
+
+    fn board_move(&self, from: &str, to: &str) -> BoxFuture<Result<(), CoordError>> {
+        let owned: Arc<(String, String)> = Arc::new((from.to_owned(), to.to_owned()));
+        let mirrored = Arc::clone(&owned);
+        self.call(
+            |redis| redis.board_move(from, to),
+            move |local, ()| local.board_move_now(&mirrored.0, &mirrored.1),
+            move |local| {
+                local.board_move_now(&owned.0, &owned.1);
+                Ok(())
+            },
+        )
+    }
+
+    fn board_clear(&self, board: &str) -> BoxFuture<Result<(), CoordError>> {
+        let owned: Arc<str> = board.into();
+        let mirrored = Arc::clone(&owned);
+        self.call(
+            |redis| redis.board_clear(board),
+            move |local, ()| local.board_clear_now(&mirrored),
+            move |local| {
+                local.board_clear_now(&owned);
+                Ok(())
+            },
+        )
+    }
+
+    fn names_set(&self, entries: Vec<(PlayerId, String)>) -> BoxFuture<Result<(), CoordError>> {
+        let owned: Arc<[(PlayerId, String)]> = entries.as_slice().into();
+        let mirrored = Arc::clone(&owned);
+        self.call(
+            |redis| redis.names_set(entries),
+            move |local, ()| local.names_set_now(&mirrored),
+            move |local| {
+                local.names_set_now(&owned);
+                Ok(())
+            },
+        )
+    }
+
+    fn names_get(&self, players: Vec<PlayerId>) -> BoxFuture<Result<Vec<Option<String>>, CoordError>> {
+        let owned: Arc<[PlayerId]> = players.as_slice().into();
+        self.call(|redis| redis.names_get(players), |_, _| {}, move |local| Ok(local.names_get_now(&owned)))
     }
 
     /// Answers for the pair: the local side always answers, so this is `Ok`

@@ -1,6 +1,6 @@
 //! `LocalCoordinator`: the `Coordinator` port for one process. Dedup keys,
 //! rate windows and locks live in bounded maps whose entries expire; boards
-//! are sorted vectors; the latest prices are fanned out to in-process
+//! are sorted vectors; display names a bounded map; the latest prices are fanned out to in-process
 //! subscribers through a `tokio::sync::broadcast` channel.
 //!
 //! Semantics match the Redis adapter so that either can stand in for the
@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
-use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
+use actors::ports::coordinator::{
+    CoordError, Coordinator, LockToken, PLAYER_NAME_CHARS_MAX, PricesUpdate, RateDecision,
+};
 use tokio::sync::broadcast;
 
 /// How much a `LocalCoordinator` may hold: every map is bounded, so memory
@@ -33,6 +35,8 @@ pub struct LocalLimits {
     pub boards_max: usize,
     /// Entries on one board; past it the lowest entry goes (a worse newcomer is not added).
     pub board_len_max: usize,
+    /// Display names held at once; past it the least recently written name goes.
+    pub names_max: usize,
     /// Price updates a slow in-process subscriber may fall behind before it skips.
     pub price_subscribers_lag_max: usize,
 }
@@ -45,6 +49,7 @@ impl Default for LocalLimits {
             locks_max: 100_000,
             boards_max: 1_000,
             board_len_max: 100_000,
+            names_max: 200_000,
             price_subscribers_lag_max: 64,
         }
     }
@@ -59,6 +64,7 @@ pub struct LocalCoordinator {
     rates: Mutex<TtlMap<u32>>,
     locks: Mutex<TtlMap<String>>,
     boards: Mutex<Boards>,
+    names: Mutex<Names>,
     latest: RwLock<Option<PricesUpdate>>,
     prices_tx: broadcast::Sender<PricesUpdate>,
 }
@@ -86,6 +92,7 @@ impl LocalCoordinator {
             rates: Mutex::new(TtlMap::new(limits.rate_keys_max)),
             locks: Mutex::new(TtlMap::new(limits.locks_max)),
             boards: Mutex::new(Boards::default()),
+            names: Mutex::new(Names::new(limits.names_max)),
             latest: RwLock::new(None),
             prices_tx,
         }
@@ -194,6 +201,42 @@ impl LocalCoordinator {
     pub fn board_rank_now(&self, board: &str, player: PlayerId) -> Option<(u64, f64)> {
         lock(&self.boards).rank(board, player)
     }
+
+    /// `Coordinator::board_count`, answered synchronously.
+    #[must_use]
+    pub fn board_count_now(&self, board: &str) -> u64 {
+        lock(&self.boards).count(board)
+    }
+
+    /// `Coordinator::board_remove`, answered synchronously.
+    pub fn board_remove_now(&self, board: &str, player: PlayerId) {
+        lock(&self.boards).remove(board, player);
+    }
+
+    /// `Coordinator::board_move`, answered synchronously.
+    pub fn board_move_now(&self, from: &str, to: &str) {
+        lock(&self.boards).move_board(from, to, self.limits);
+    }
+
+    /// `Coordinator::board_clear`, answered synchronously.
+    pub fn board_clear_now(&self, board: &str) {
+        lock(&self.boards).boards.remove(board);
+    }
+
+    /// `Coordinator::names_set`, answered synchronously.
+    pub fn names_set_now(&self, entries: &[(PlayerId, String)]) {
+        let mut names = lock(&self.names);
+        for (player, name) in entries {
+            names.insert(*player, bounded_name(name));
+        }
+    }
+
+    /// `Coordinator::names_get`, answered synchronously.
+    #[must_use]
+    pub fn names_get_now(&self, players: &[PlayerId]) -> Vec<Option<String>> {
+        let names = lock(&self.names);
+        players.iter().map(|player| names.get(*player).map(str::to_owned)).collect()
+    }
 }
 
 impl Coordinator for LocalCoordinator {
@@ -235,6 +278,34 @@ impl Coordinator for LocalCoordinator {
         Box::pin(ready(Ok(self.board_rank_now(board, player))))
     }
 
+    fn board_count(&self, board: &str) -> BoxFuture<Result<u64, CoordError>> {
+        Box::pin(ready(Ok(self.board_count_now(board))))
+    }
+
+    fn board_remove(&self, board: &str, player: PlayerId) -> BoxFuture<Result<(), CoordError>> {
+        self.board_remove_now(board, player);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn board_move(&self, from: &str, to: &str) -> BoxFuture<Result<(), CoordError>> {
+        self.board_move_now(from, to);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn board_clear(&self, board: &str) -> BoxFuture<Result<(), CoordError>> {
+        self.board_clear_now(board);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn names_set(&self, entries: Vec<(PlayerId, String)>) -> BoxFuture<Result<(), CoordError>> {
+        self.names_set_now(&entries);
+        Box::pin(ready(Ok(())))
+    }
+
+    fn names_get(&self, players: Vec<PlayerId>) -> BoxFuture<Result<Vec<Option<String>>, CoordError>> {
+        Box::pin(ready(Ok(self.names_get_now(&players))))
+    }
+
     fn ping(&self) -> BoxFuture<Result<(), CoordError>> {
         Box::pin(ready(Ok(())))
     }
@@ -249,6 +320,14 @@ pub(crate) fn random_token() -> String {
 /// (Redis does not tell them apart).
 pub(crate) fn checked_score(score: f64) -> Result<f64, CoordError> {
     if score.is_nan() { Err(CoordError::Unavailable("board score is NaN".to_owned())) } else { Ok(score + 0.0) }
+}
+
+/// `name` cut to `PLAYER_NAME_CHARS_MAX` chars, on a char boundary.
+pub(crate) fn bounded_name(name: &str) -> String {
+    match name.char_indices().nth(PLAYER_NAME_CHARS_MAX) {
+        Some((cut, _)) => name.get(..cut).unwrap_or_default().to_owned(),
+        None => name.to_owned(),
+    }
 }
 
 /// A TTL of at least one millisecond (zero would expire before it is read).
@@ -357,6 +436,12 @@ fn rank_order(a: &(f64, PlayerId), b: &(f64, PlayerId)) -> Ordering {
 
 impl Boards {
     fn set(&mut self, name: &str, player: PlayerId, score: f64, limits: LocalLimits) {
+        self.written(name, limits).set(player, score, limits.board_len_max.max(1));
+    }
+
+    /// The board `name`, created if absent (evicting the least recently
+    /// written board when full), marked as just written.
+    fn written(&mut self, name: &str, limits: LocalLimits) -> &mut Board {
         self.writes += 1;
         if !self.boards.contains_key(name) && self.boards.len() >= limits.boards_max.max(1) {
             let stalest = self.boards.iter().min_by_key(|(_, board)| board.last_write).map(|(name, _)| name.clone());
@@ -366,7 +451,29 @@ impl Boards {
         }
         let board = self.boards.entry(name.to_owned()).or_default();
         board.last_write = self.writes;
-        board.set(player, score, limits.board_len_max.max(1));
+        board
+    }
+
+    fn count(&self, name: &str) -> u64 {
+        self.boards.get(name).map_or(0, |board| u64::try_from(board.entries.len()).unwrap_or(u64::MAX))
+    }
+
+    /// Takes `player` off the board; a board left empty is deleted (as Redis does).
+    fn remove(&mut self, name: &str, player: PlayerId) {
+        let Some(board) = self.boards.get_mut(name) else { return };
+        board.remove(player);
+        if board.entries.is_empty() {
+            self.boards.remove(name);
+        }
+    }
+
+    /// Merges `from` into `to` (higher score wins) and deletes `from`.
+    fn move_board(&mut self, from: &str, to: &str, limits: LocalLimits) {
+        if from == to {
+            return;
+        }
+        let Some(source) = self.boards.remove(from) else { return };
+        self.written(to, limits).merge_max(source, limits.board_len_max.max(1));
     }
 
     fn range(&self, name: &str, offset: u64, limit: u64) -> Vec<(PlayerId, f64)> {
@@ -385,12 +492,35 @@ impl Boards {
 }
 
 impl Board {
-    fn set(&mut self, player: PlayerId, score: f64, len_max: usize) {
+    fn remove(&mut self, player: PlayerId) {
         if let Some(old) = self.scores.remove(&player)
             && let Ok(index) = self.entries.binary_search_by(|probe| rank_order(probe, &(old, player)))
         {
             self.entries.remove(index);
         }
+    }
+
+    /// Adds every entry of `other`, keeping the higher score of a player on
+    /// both, then keeps the best `len_max`.
+    fn merge_max(&mut self, other: Board, len_max: usize) {
+        for (player, score) in other.scores {
+            let kept = self.scores.entry(player).or_insert(score);
+            if score > *kept {
+                *kept = score;
+            }
+        }
+        let mut entries: Vec<(f64, PlayerId)> = self.scores.iter().map(|(&player, &score)| (score, player)).collect();
+        entries.sort_unstable_by(rank_order);
+        if entries.len() > len_max {
+            for (_, dropped) in entries.split_off(len_max) {
+                self.scores.remove(&dropped);
+            }
+        }
+        self.entries = entries;
+    }
+
+    fn set(&mut self, player: PlayerId, score: f64, len_max: usize) {
+        self.remove(player);
         let entry = (score, player);
         if self.entries.len() >= len_max {
             match self.entries.last() {
@@ -405,6 +535,40 @@ impl Board {
         let index = self.entries.binary_search_by(|probe| rank_order(probe, &entry)).unwrap_or_else(|at| at);
         self.entries.insert(index, entry);
         self.scores.insert(player, score);
+    }
+}
+
+/// Display names by player, bounded: past `len_max` the least recently
+/// written name is evicted.
+#[derive(Debug)]
+struct Names {
+    names: HashMap<PlayerId, (String, u64)>,
+    /// Write order: sequence → player.
+    writes: BTreeMap<u64, PlayerId>,
+    seq: u64,
+    len_max: usize,
+}
+
+impl Names {
+    fn new(len_max: usize) -> Self {
+        Self { names: HashMap::new(), writes: BTreeMap::new(), seq: 0, len_max: len_max.max(1) }
+    }
+
+    fn get(&self, player: PlayerId) -> Option<&str> {
+        self.names.get(&player).map(|(name, _)| name.as_str())
+    }
+
+    fn insert(&mut self, player: PlayerId, name: String) {
+        if let Some((_, seq)) = self.names.remove(&player) {
+            self.writes.remove(&seq);
+        }
+        while self.names.len() >= self.len_max {
+            let Some((_, oldest)) = self.writes.pop_first() else { break };
+            self.names.remove(&oldest);
+        }
+        self.seq += 1;
+        self.writes.insert(self.seq, player);
+        self.names.insert(player, (name, self.seq));
     }
 }
 
@@ -457,6 +621,32 @@ mod tests {
         boards.set("z", PlayerId(1), 1.0, limits);
         assert_eq!(boards.boards.len(), 2);
         assert!(boards.boards.contains_key("x") && boards.boards.contains_key("z"));
+    }
+
+    #[test]
+    fn merge_keeps_the_higher_score_and_the_best_entries() {
+        let limits = LocalLimits { board_len_max: 3, ..LocalLimits::default() };
+        let mut boards = Boards::default();
+        boards.set("to", PlayerId(1), 10.0, limits);
+        boards.set("to", PlayerId(2), 50.0, limits);
+        boards.set("from", PlayerId(1), 40.0, limits);
+        boards.set("from", PlayerId(2), 5.0, limits);
+        boards.set("from", PlayerId(3), 1.0, limits);
+        boards.set("from", PlayerId(4), 2.0, limits);
+        boards.move_board("from", "to", limits);
+        assert_eq!(boards.range("to", 0, 10), vec![(PlayerId(2), 50.0), (PlayerId(1), 40.0), (PlayerId(4), 2.0)]);
+        assert_eq!(boards.rank("to", PlayerId(4)), Some((2, 2.0)));
+        assert_eq!(boards.rank("to", PlayerId(3)), None);
+        assert!(!boards.boards.contains_key("from"));
+    }
+
+    #[test]
+    fn name_table_is_bounded_and_names_are_cut_on_a_char_boundary() {
+        let coord = LocalCoordinator::with_limits(LocalLimits { names_max: 2, ..LocalLimits::default() });
+        coord.names_set_now(&[(PlayerId(1), "a".to_owned()), (PlayerId(2), "b".to_owned())]);
+        coord.names_set_now(&[(PlayerId(1), "a2".to_owned()), (PlayerId(3), "é".repeat(70))]);
+        let names = coord.names_get_now(&[PlayerId(1), PlayerId(2), PlayerId(3)]);
+        assert_eq!(names, vec![Some("a2".to_owned()), None, Some("é".repeat(64))]);
     }
 
     #[test]

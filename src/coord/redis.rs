@@ -7,11 +7,13 @@
 //! | `{prefix}rate:{key}` | counter, `PX` window | fixed-window rate limit (Lua: `INCR` + `PEXPIRE`) |
 //! | `{prefix}lock:{key}` | string token, `PX` ttl | lock (`SET NX PX`; compare-and-delete Lua unlock) |
 //! | `{prefix}prices` | JSON `PricesUpdate` | latest quotes; also `PUBLISH`ed on the channel of the same name |
-//! | `{prefix}board:{board}` | sorted set | leaderboard |
+//! | `{prefix}board:{board}` | sorted set | leaderboard (`ZADD`, `ZREVRANGE`, `ZCARD`, `ZREM`, `DEL`; moves by Lua: `ZUNIONSTORE … AGGREGATE MAX` + `DEL`) |
+//! | `{prefix}names` | hash, player id (decimal) → name | display names for boards (`HSET`, `HMGET`) |
 //!
 //! Board members are player ids encoded so that Redis's own tie order (equal
 //! scores by member, descending) puts the lower player id first: the member
-//! is the 20-digit decimal of `!(id ^ i64::MIN)` as `u64`.
+//! is the 20-digit decimal of `!(id ^ i64::MIN)` as `u64`. So the order is
+//! total and the same as the local adapter's.
 //!
 //! Every call is bounded by the command timeout and fails at once while the
 //! client is disconnected, so an outage never hangs a caller; fred's
@@ -25,15 +27,19 @@ use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
 use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
 use fred::prelude::{
-    Builder, ClientLike, Config, EventInterface, Expiration, KeysInterface, PubsubInterface, ReconnectPolicy,
-    SetOptions, SortedSetsInterface, Value,
+    Builder, ClientLike, Config, EventInterface, Expiration, HashesInterface, KeysInterface, PubsubInterface,
+    ReconnectPolicy, SetOptions, SortedSetsInterface, Value,
 };
 use fred::types::scripts::Script;
 use fred::types::{ConnectHandle, Message};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::local::{checked_score, random_token};
+use super::local::{bounded_name, checked_score, random_token};
+
+/// Names sent in one `HSET` / asked in one `HMGET` at most; longer calls
+/// are split into several commands (not atomic as a whole).
+const NAMES_PER_COMMAND_MAX: usize = 1_000;
 
 /// Connection settings of a `RedisCoordinator`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +108,7 @@ struct Scripts {
     rate: Script,
     unlock: Script,
     rank: Script,
+    board_move: Script,
 }
 
 /// Counts one action in the key's window, starting the window on its first
@@ -131,6 +138,15 @@ if not rank then return false end
 return {rank, redis.call('ZSCORE', KEYS[1], ARGV[1])}
 ";
 
+/// Merges board `KEYS[1]` into `KEYS[2]` (higher score wins) and deletes
+/// `KEYS[1]`, atomically; nothing when both are the same key.
+const BOARD_MOVE_LUA: &str = r"
+if KEYS[1] == KEYS[2] then return 0 end
+redis.call('ZUNIONSTORE', KEYS[2], 2, KEYS[2], KEYS[1], 'AGGREGATE', 'MAX')
+redis.call('DEL', KEYS[1])
+return 1
+";
+
 impl RedisCoordinator {
     /// Connects to `url` (`redis://[user:password@]host:port[/db]`) with
     /// every key under `prefix`, using the default options. Call it inside
@@ -152,6 +168,7 @@ impl RedisCoordinator {
             rate: Script::from_lua(RATE_LUA),
             unlock: Script::from_lua(UNLOCK_LUA),
             rank: Script::from_lua(RANK_LUA),
+            board_move: Script::from_lua(BOARD_MOVE_LUA),
         };
         let inner = Inner {
             client,
@@ -220,6 +237,10 @@ impl RedisCoordinator {
 
     fn key(&self, kind: &str, key: &str) -> String {
         format!("{}{kind}:{key}", self.inner.prefix)
+    }
+
+    fn names_key(&self) -> String {
+        format!("{}names", self.inner.prefix)
     }
 
     fn prices_key(&self) -> String {
@@ -380,6 +401,86 @@ impl Coordinator for RedisCoordinator {
                 },
                 _ => Err(CoordError::Unavailable("redis board rank: unexpected reply".to_owned())),
             }
+        })
+    }
+
+    fn board_count(&self, board: &str) -> BoxFuture<Result<u64, CoordError>> {
+        let key = self.key("board", board);
+        self.run(move |inner| async move {
+            let count: i64 = inner.client.zcard(key).await.map_err(|e| unavailable("redis ZCARD", &e))?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+    }
+
+    fn board_remove(&self, board: &str, player: PlayerId) -> BoxFuture<Result<(), CoordError>> {
+        let key = self.key("board", board);
+        self.run(move |inner| async move {
+            let _: i64 = inner.client.zrem(key, member(player)).await.map_err(|e| unavailable("redis ZREM", &e))?;
+            Ok(())
+        })
+    }
+
+    fn board_move(&self, from: &str, to: &str) -> BoxFuture<Result<(), CoordError>> {
+        let keys = vec![self.key("board", from), self.key("board", to)];
+        self.run(move |inner| async move {
+            let _: i64 = inner
+                .scripts
+                .board_move
+                .evalsha_with_reload(&inner.client, keys, ())
+                .await
+                .map_err(|e| unavailable("redis board move", &e))?;
+            Ok(())
+        })
+    }
+
+    fn board_clear(&self, board: &str) -> BoxFuture<Result<(), CoordError>> {
+        let key = self.key("board", board);
+        self.run(move |inner| async move {
+            let _: i64 = inner.client.del(key).await.map_err(|e| unavailable("redis DEL", &e))?;
+            Ok(())
+        })
+    }
+
+    fn names_set(&self, entries: Vec<(PlayerId, String)>) -> BoxFuture<Result<(), CoordError>> {
+        let key = self.names_key();
+        self.run(move |inner| async move {
+            for chunk in entries.chunks(NAMES_PER_COMMAND_MAX) {
+                // Later entries overwrite earlier ones, within a chunk as across chunks.
+                let fields: Vec<(String, String)> =
+                    chunk.iter().map(|(player, name)| (player.0.to_string(), bounded_name(name))).collect();
+                let _: i64 =
+                    inner.client.hset(key.as_str(), fields).await.map_err(|e| unavailable("redis HSET", &e))?;
+            }
+            Ok(())
+        })
+    }
+
+    fn names_get(&self, players: Vec<PlayerId>) -> BoxFuture<Result<Vec<Option<String>>, CoordError>> {
+        let key = self.names_key();
+        self.run(move |inner| async move {
+            let mut names = Vec::with_capacity(players.len());
+            for chunk in players.chunks(NAMES_PER_COMMAND_MAX) {
+                let fields: Vec<String> = chunk.iter().map(|player| player.0.to_string()).collect();
+                let reply: Value =
+                    inner.client.hmget(key.as_str(), fields).await.map_err(|e| unavailable("redis HMGET", &e))?;
+                let replies = match reply {
+                    Value::Array(replies) => replies,
+                    _ => return Err(CoordError::Unavailable("redis HMGET: unexpected reply".to_owned())),
+                };
+                if replies.len() != chunk.len() {
+                    return Err(CoordError::Unavailable("redis HMGET: reply length differs".to_owned()));
+                }
+                for name in replies {
+                    match name {
+                        Value::Null => names.push(None),
+                        name => names.push(Some(
+                            name.as_string()
+                                .ok_or_else(|| CoordError::Unavailable("redis HMGET: unreadable name".to_owned()))?,
+                        )),
+                    }
+                }
+            }
+            Ok(names)
         })
     }
 

@@ -1,12 +1,17 @@
 //! The `Coordinator` port: what several stateless front ends share — update
 //! dedup and idempotency keys, rate limits, TTL locks, the latest quotes,
-//! leaderboards as sorted sets, and fan-out of price changes between
-//! instances. Adapters: Redis (across instances) and local (one process).
+//! leaderboards as sorted sets with players' display names, and fan-out of
+//! price changes between instances. Adapters: Redis (across instances) and
+//! local (one process).
 
 use serde::{Deserialize, Serialize};
 
 use super::BoxFuture;
 use crate::domain::ids::PlayerId;
+
+/// Longest display name a coordinator stores, in chars (Unicode scalar
+/// values); longer names are cut on a char boundary.
+pub const PLAYER_NAME_CHARS_MAX: usize = 64;
 
 /// Why the coordinator could not answer (callers fall back or refuse).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,11 +76,36 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Sets a player's score on a board (sorted set).
     fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>>;
 
-    /// Ranks `offset..offset+limit` of a board, best first.
+    /// Ranks `offset..offset+limit` of a board, best first. The order is
+    /// total and the same in every adapter: higher score first, equal
+    /// scores by player id, lowest first.
     fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>>;
 
-    /// A player's 0-based rank and score on a board.
+    /// A player's 0-based rank and score on a board (in `board_range` order).
     fn board_rank(&self, board: &str, player: PlayerId) -> BoxFuture<Result<Option<(u64, f64)>, CoordError>>;
+
+    /// How many players a board holds (0 for a board that does not exist), for paging.
+    fn board_count(&self, board: &str) -> BoxFuture<Result<u64, CoordError>>;
+
+    /// Takes a player off a board (nothing if absent).
+    fn board_remove(&self, board: &str, player: PlayerId) -> BoxFuture<Result<(), CoordError>>;
+
+    /// Merges every entry of `from` into `to`, keeping the higher score
+    /// where a player is on both, and deletes `from`, in one atomic step
+    /// (a group upgraded to a supergroup keeps its board; a season's board
+    /// is archived). Moving a board onto itself changes nothing.
+    fn board_move(&self, from: &str, to: &str) -> BoxFuture<Result<(), CoordError>>;
+
+    /// Deletes a board and every entry on it.
+    fn board_clear(&self, board: &str) -> BoxFuture<Result<(), CoordError>>;
+
+    /// Stores players' display names for boards, each cut to
+    /// `PLAYER_NAME_CHARS_MAX` chars. A later entry for the same player wins.
+    fn names_set(&self, entries: Vec<(PlayerId, String)>) -> BoxFuture<Result<(), CoordError>>;
+
+    /// The stored display names of `players`, in the order asked (`None`
+    /// where no name is stored).
+    fn names_get(&self, players: Vec<PlayerId>) -> BoxFuture<Result<Vec<Option<String>>, CoordError>>;
 
     /// Whether the coordinator answers.
     fn ping(&self) -> BoxFuture<Result<(), CoordError>>;
