@@ -326,6 +326,9 @@ impl MarketActor {
                 Event::OrderCancelled { order, player, reason: CancelReason::Unfillable } => {
                     Some((*player, Notice::OrderDropped { order: *order }))
                 }
+                Event::AlertFired { alert, from, to } => {
+                    Some((alert.player, Notice::AlertFired { alert: *alert, from: *from, to: *to }))
+                }
                 _ => None,
             })
             .collect()

@@ -135,6 +135,8 @@ pub enum Notice {
     OrderFilled(Trade),
     /// A resting order was withdrawn because it could not be filled.
     OrderDropped { order: crate::domain::ids::OrderId },
+    /// A price alert fired: the mid moved from `from` to `to` across it.
+    AlertFired { alert: crate::domain::alert::Alert, from: rust_decimal::Decimal, to: rust_decimal::Decimal },
 }
 
 /// Outgoing messages to players (Telegram sender, play page, …).

@@ -398,7 +398,17 @@ impl Ledger {
     fn absorb(&mut self, log: &[Stamped]) {
         for stamped in &log[self.seen..] {
             match &stamped.event {
-                Event::AccountOpened { player, cash } => {
+                Event::AccountReset { player, cash, .. } => {
+                    let before = self.cash.insert(*player, *cash).unwrap_or_default();
+                    self.created += *cash - before;
+                    for ((holder, asset), qty) in &mut self.held {
+                        if holder == player {
+                            *self.net_bought.entry(*asset).or_default() -= *qty;
+                            *qty = 0;
+                        }
+                    }
+                }
+                Event::AccountOpened { player, cash, .. } => {
                     self.created += *cash;
                     *self.cash.entry(*player).or_default() += *cash;
                 }
@@ -417,10 +427,7 @@ impl Ledger {
                     *self.net_bought.entry(trade.asset).or_default() += signed;
                     *self.trades.entry(trade.player).or_default() += 1;
                 }
-                Event::OrderPlaced(_)
-                | Event::OrderCancelled { .. }
-                | Event::Ticked(_)
-                | Event::TradingHalted { .. } => {}
+                _ => {}
             }
         }
         self.seen = log.len();
@@ -544,10 +551,7 @@ impl Lifecycle {
                     assert!(!self.closed(*order), "order {order} cancelled after it was closed");
                     self.cancelled.insert(*order);
                 }
-                Event::AccountOpened { .. }
-                | Event::CashCredited { .. }
-                | Event::Ticked(_)
-                | Event::TradingHalted { .. } => {}
+                _ => {}
             }
         }
         self.seen = log.len();
@@ -1149,6 +1153,7 @@ fn workload_exercises_the_market() {
                 Event::CashCredited { .. } => "credited",
                 Event::TradingHalted { .. } => "admin halt",
                 Event::AccountOpened { .. } => "opened",
+                _ => "game",
             };
             *seen.entry(kind.to_owned()).or_default() += 1;
         }

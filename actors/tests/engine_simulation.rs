@@ -297,6 +297,7 @@ fn outcome_name(result: &CommandResult) -> &'static str {
         Ok(Outcome::Cancelled(_)) => "ok.cancelled",
         Ok(Outcome::Credited { .. }) => "ok.credited",
         Ok(Outcome::Halted) => "ok.halted",
+        Ok(_) => "ok.game",
         Err(rejection) => match rejection {
             Rejection::BadTicker { .. } => "rej.bad_ticker",
             Rejection::UnknownTicker { .. } => "rej.unknown_ticker",
@@ -317,6 +318,7 @@ fn outcome_name(result: &CommandResult) -> &'static str {
             Rejection::AmountTooLarge => "rej.amount_too_large",
             Rejection::Busy => "rej.busy",
             Rejection::Unavailable => "rej.unavailable",
+            _ => "rej.game",
         },
     }
 }
@@ -406,7 +408,7 @@ fn apply_result(
                 (expected, _) => check!(ctx.seed, false, "expected {expected:?}: {}", what()),
             }
         }
-        Command::Halt { .. } => check!(ctx.seed, false, "halts are not player commands: {}", what()),
+        _ => check!(ctx.seed, false, "not a command of this simulation: {}", what()),
     }
     check!(
         ctx.seed,
@@ -591,6 +593,7 @@ fn apply_notice(ctx: &Ctx, p: &mut RefPlayer, player: PlayerId, notice: &Notice,
     let what = || format!("{notice:?} for {player:?}; reference before: {before}");
     check!(seed, player == p.id, "notice routed to the wrong player: {}", what());
     match notice {
+        Notice::AlertFired { .. } => check!(seed, false, "no alerts in this simulation: {}", what()),
         Notice::OrderFilled(trade) => {
             let Some(order) = trade.order.and_then(|id| p.orders.get(&id).copied()) else {
                 panic!("simulation failed (reproduce with SIM_SEED={seed}): fill of an order not open: {}", what());
@@ -1114,7 +1117,7 @@ fn check_log(seed: u64, log: &[Stamped]) -> LogTotals {
     for (index, stamped) in log.iter().enumerate() {
         check!(seed, stamped.seq == index as u64 + 1, "log seq {} at position {index}", stamped.seq);
         match &stamped.event {
-            Event::AccountOpened { player, cash } => {
+            Event::AccountOpened { player, cash, .. } => {
                 check!(seed, opened.insert(*player), "{player:?} opened twice (seq {})", stamped.seq);
                 totals.cash += *cash;
             }
@@ -1158,9 +1161,13 @@ fn check_log(seed: u64, log: &[Stamped]) -> LogTotals {
                 match reason {
                     CancelReason::ByPlayer => totals.cancelled_by_players += 1,
                     CancelReason::Unfillable => totals.dropped += 1,
+                    CancelReason::AccountReset => check!(seed, false, "no resets in this simulation"),
                 }
             }
-            Event::Ticked(_) | Event::TradingHalted { .. } => {}
+            Event::Ticked(_)
+            | Event::TradingHalted { .. }
+            | Event::Game { change: actors::domain::profile::GameChange::StopTriggered, .. } => {}
+            other => check!(seed, false, "not an event of this simulation: {other:?}"),
         }
     }
     for (asset, shares) in &totals.shares {

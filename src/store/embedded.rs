@@ -365,6 +365,7 @@ fn load_account(conn: &mut Connection, player: PlayerId) -> Result<Option<Accoun
                 trades: from_i64(row.get(3).map_err(sqlite_error)?, "trade count")?,
                 open_orders: u32::try_from(row.get::<_, i64>(4).map_err(sqlite_error)?)
                     .map_err(|_| StoreError::Invalid("stored open order count out of range".into()))?,
+                ..Account::default()
             }),
         };
         let Some(asset) = row.get::<_, Option<i64>>(5).map_err(sqlite_error)? else { continue };
@@ -411,7 +412,7 @@ fn audit(conn: &mut Connection, tickers: &[String]) -> Result<Audit, StoreError>
             let payload: String = row.get(0).map_err(sqlite_error)?;
             let stamped: Stamped = serde_json::from_str(&payload).map_err(json_error)?;
             match stamped.event {
-                Event::AccountOpened { player, cash: amount } | Event::CashCredited { player, amount, .. } => {
+                Event::AccountOpened { player, cash: amount, .. } | Event::CashCredited { player, amount, .. } => {
                     *expected_cash.entry(player.0).or_default() += amount;
                 }
                 _ => {}

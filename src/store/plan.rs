@@ -130,7 +130,15 @@ impl<'a> Plan<'a> {
                 }
                 Event::OrderCancelled { order, .. } => plan.remove_order(*order, &mut placed, &mut removed_placed)?,
                 Event::Ticked(tick) => candles.tick(tick.asset, stamped.at_ms, tick.model_mid),
-                Event::AccountOpened { .. } | Event::CashCredited { .. } | Event::TradingHalted { .. } => {}
+                Event::AccountOpened { .. }
+                | Event::CashCredited { .. }
+                | Event::TradingHalted { .. }
+                | Event::Game { .. }
+                | Event::AccountReset { .. }
+                | Event::AlertSet(_)
+                | Event::AlertFired { .. }
+                | Event::AlertDeleted { .. }
+                | Event::AdminActed { .. } => {}
             }
         }
         let mut kept = removed_placed.iter();
@@ -254,6 +262,12 @@ pub fn kind(event: &Event) -> &'static str {
         Event::OrderCancelled { .. } => "OrderCancelled",
         Event::Ticked(_) => "Ticked",
         Event::TradingHalted { .. } => "TradingHalted",
+        Event::Game { .. } => "Game",
+        Event::AccountReset { .. } => "AccountReset",
+        Event::AlertSet(_) => "AlertSet",
+        Event::AlertFired { .. } => "AlertFired",
+        Event::AlertDeleted { .. } => "AlertDeleted",
+        Event::AdminActed { .. } => "AdminActed",
     }
 }
 

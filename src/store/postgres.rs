@@ -733,6 +733,7 @@ async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId
                 realized_pnl: row.try_get(3).map_err(pg_error)?,
                 trades: from_i64(row.try_get(4).map_err(pg_error)?, "trade count")?,
                 open_orders: 0,
+                ..Account::default()
             };
             entry.insert((Some(account), from_i64(row.try_get(6).map_err(pg_error)?, "ledger seq")?));
         }

@@ -192,8 +192,66 @@ pub fn rejection(rejection: &Rejection) -> Reply {
         Rejection::AmountTooLarge => "⚠️ That amount is too large.".to_owned(),
         Rejection::Busy => "⏳ The market is busy right now. Nothing was done; try again in a moment.".to_owned(),
         Rejection::Unavailable => "⏳ Temporarily unavailable. Nothing was done; try again in a moment.".to_owned(),
+        Rejection::Locked { what, level } => {
+            format!(
+                "🔒 {} unlock at level {level}. Trade and claim /daily to earn XP; see /level.",
+                capitalized(&escape(what))
+            )
+        }
+        Rejection::Concentration { pct_max, value_max } => format!(
+            "⚠️ At most {pct_max}% of your net worth may sit in one asset: you may hold up to {} of it. Spread out.",
+            money(*value_max)
+        ),
+        Rejection::AlreadyClaimed { next_claim_at_ms } => {
+            format!("⏰ You already claimed today's bonus. Come back {}.", when(*next_claim_at_ms))
+        }
+        Rejection::NotBroke { net_worth, threshold } => format!(
+            "🙂 You are not broke: your net worth is {}. /bankrupt is for net worths under {}.",
+            money(*net_worth),
+            money(*threshold)
+        ),
+        Rejection::BankruptcyCoolingDown { next_allowed_at_ms } => {
+            format!("⏳ You went bankrupt recently. You may start over again {}.", when(*next_allowed_at_ms))
+        }
+        Rejection::TooManyAlerts { alerts_max } => {
+            format!("⚠️ You have {alerts_max} alerts, the most allowed. Delete one in /alerts first.")
+        }
+        Rejection::AlertAlreadyThere { mid } => {
+            format!("⚠️ The price is already there ({}): that alert would never fire.", money(*mid))
+        }
+        Rejection::UnknownAlert { alert } => format!("⚠️ You have no alert #{alert}. See /alerts."),
+        Rejection::Referral { reason } => format!("ℹ️ That referral does not count: {}.", escape(reason)),
     };
     Reply::text(text)
+}
+
+/// `text` with its first letter upper-cased.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| first.to_uppercase().chain(chars).collect())
+}
+
+/// A UTC instant as players read it, e.g. "at 2026-11-28 00:00 UTC".
+#[must_use]
+pub fn when(at_ms: i64) -> String {
+    let days = at_ms.div_euclid(86_400_000);
+    let minute_of_day = at_ms.rem_euclid(86_400_000) / 60_000;
+    let (year, month, day) = civil_from_days(days);
+    format!("at {year:04}-{month:02}-{day:02} {:02}:{:02} UTC", minute_of_day / 60, minute_of_day % 60)
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
 }
 
 /// Words for a text that did not parse.

@@ -285,6 +285,26 @@ pub fn notice_reply(notice: &Notice, universe: &Universe) -> Reply {
             "🔔 Order #{order} was withdrawn: it could not be filled when it triggered. See /orders."
         ))
         .with_row(vec![Button::new("Orders", "/orders"), Button::new("Portfolio", "/portfolio")]),
+        Notice::AlertFired { alert, from, to } => {
+            let ticker =
+                universe.ticker(alert.asset).map_or_else(|| format!("#{}", alert.asset.0), |t| t.as_str().to_owned());
+            let (verb, sign) = match alert.direction {
+                actors::domain::alert::Direction::Above => ("rose", "≥"),
+                actors::domain::alert::Direction::Below => ("fell", "≤"),
+            };
+            Reply::text(format!(
+                "🔔 Alert #{id}: {ticker} {verb} to {to} (from {from}), crossing your alert {sign} {price}.",
+                id = alert.id.0,
+                ticker = crate::telegram::reply::escape(&ticker),
+                to = crate::telegram::reply::money(*to),
+                from = crate::telegram::reply::money(*from),
+                price = crate::telegram::reply::money(alert.price),
+            ))
+            .with_row(vec![
+                Button::new(format!("Quote {ticker}"), format!("/quote {ticker}")),
+                Button::new("Alerts", "/alerts"),
+            ])
+        }
     }
 }
 

@@ -2,12 +2,15 @@
 //! resting orders and realized profit — the ledger the exchange checks every
 //! trade against.
 
+use std::sync::Arc;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::event::Trade;
 use super::ids::AssetId;
 use super::order::{RestingOrder, Side};
+use super::profile::{GameChange, Profile};
 
 /// Shares of one asset held by a player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +42,21 @@ pub struct Account {
     pub realized_pnl: Decimal,
     pub trades: u64,
     pub open_orders: u32,
+    /// Lifetime value traded (for XP).
+    #[serde(default)]
+    pub traded_value: Decimal,
+    /// Sales that realized a profit.
+    #[serde(default)]
+    pub profitable_sales: u64,
+    /// Fills of resting (limit or stop) orders.
+    #[serde(default)]
+    pub resting_fills: u64,
+    /// The season the account's money belongs to.
+    #[serde(default)]
+    pub season: i64,
+    /// The game record (shared until changed: ledgers are cloned per batch).
+    #[serde(default)]
+    pub profile: Arc<Profile>,
 }
 
 impl Account {
@@ -46,6 +64,29 @@ impl Account {
     #[must_use]
     pub fn with_cash(cash: Decimal) -> Self {
         Self { cash, ..Self::default() }
+    }
+
+    /// A new account with `cash` in `season`.
+    #[must_use]
+    pub fn opened(cash: Decimal, season: i64) -> Self {
+        Self { cash, season, ..Self::default() }
+    }
+
+    /// Applies a change of the game record.
+    pub fn apply_game(&mut self, change: &GameChange) {
+        Arc::make_mut(&mut self.profile).apply(change);
+    }
+
+    /// Starts over with `cash` and no holdings (orders were cancelled
+    /// before); the game record and lifetime counters stay. `season`: the season it now belongs to.
+    pub fn reset(&mut self, cash: Decimal, season: Option<i64>) {
+        self.cash = cash;
+        self.reserved_cash = Decimal::ZERO;
+        self.positions.clear();
+        if let Some(season) = season {
+            self.season = season;
+            Arc::make_mut(&mut self.profile).apply(&GameChange::SeasonStarted);
+        }
     }
 
     /// Cash free to spend.
@@ -94,6 +135,10 @@ impl Account {
     pub fn apply_trade(&mut self, trade: &Trade) {
         self.cash += trade.cash_delta();
         self.trades += 1;
+        self.traded_value += trade.value();
+        if trade.order.is_some() {
+            self.resting_fills += 1;
+        }
         let position = self.position_mut(trade.asset);
         match trade.side {
             Side::Buy => {
@@ -109,7 +154,11 @@ impl Account {
                 };
                 position.qty = held.saturating_sub(trade.qty);
                 position.cost_basis -= removed_cost;
-                self.realized_pnl += trade.value() - trade.fee - removed_cost;
+                let realized = trade.value() - trade.fee - removed_cost;
+                self.realized_pnl += realized;
+                if realized > Decimal::ZERO {
+                    self.profitable_sales += 1;
+                }
             }
         }
         self.drop_empty(trade.asset);

@@ -4,8 +4,10 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::alert::{Alert, AlertId};
 use super::ids::{AssetId, OrderId, PlayerId, TradeId};
 use super::order::{RestingOrder, Side};
+use super::profile::GameChange;
 
 /// Why cash was created for a player (outside of trading).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,10 +19,21 @@ pub enum CreditReason {
     Bankruptcy,
 }
 
+/// Why an account was set back to a fresh start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResetReason {
+    /// The player went broke and started over (`/bankrupt`).
+    Bankruptcy,
+    /// A new season began: every portfolio restarts from starting cash.
+    Season { season: i64 },
+}
+
 /// Why an order left the book without filling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CancelReason {
     ByPlayer,
+    /// The account was reset (bankruptcy or a new season).
+    AccountReset,
     /// A triggered order could no longer be filled (e.g. cash or shares gone).
     Unfillable,
 }
@@ -72,8 +85,13 @@ pub struct Tick {
 /// A state change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Event {
-    /// A player joined with starting cash (creates money).
-    AccountOpened { player: PlayerId, cash: Decimal },
+    /// A player joined with starting cash (creates money) in `season`.
+    AccountOpened {
+        player: PlayerId,
+        cash: Decimal,
+        #[serde(default)]
+        season: i64,
+    },
     /// Cash created for a player outside trading.
     CashCredited { player: PlayerId, amount: Decimal, reason: CreditReason },
     /// A fill.
@@ -86,6 +104,20 @@ pub enum Event {
     Ticked(Tick),
     /// An operator halted or resumed an asset.
     TradingHalted { asset: AssetId, halted: bool },
+    /// A change of a player's game record (XP, achievements, streaks, …).
+    Game { player: PlayerId, change: GameChange },
+    /// The account starts over with `cash` and no holdings (its open orders
+    /// were cancelled by earlier events): shares leave, cash is set — both
+    /// explicitly, so the audit reconciles from here.
+    AccountReset { player: PlayerId, cash: Decimal, reason: ResetReason },
+    /// A price alert was set.
+    AlertSet(Alert),
+    /// A price alert fired: the mid moved from `from` to `to` across it.
+    AlertFired { alert: Alert, from: Decimal, to: Decimal },
+    /// A player deleted a price alert.
+    AlertDeleted { alert: AlertId, player: PlayerId },
+    /// An operator's action, for the audit trail (its effect is its own event).
+    AdminActed { admin: i64, action: String },
 }
 
 impl Event {
@@ -95,10 +127,14 @@ impl Event {
         match self {
             Self::AccountOpened { player, .. }
             | Self::CashCredited { player, .. }
-            | Self::OrderCancelled { player, .. } => Some(*player),
+            | Self::OrderCancelled { player, .. }
+            | Self::Game { player, .. }
+            | Self::AccountReset { player, .. }
+            | Self::AlertDeleted { player, .. } => Some(*player),
             Self::Traded(trade) => Some(trade.player),
             Self::OrderPlaced(order) => Some(order.player),
-            Self::Ticked(_) | Self::TradingHalted { .. } => None,
+            Self::AlertSet(alert) | Self::AlertFired { alert, .. } => Some(alert.player),
+            Self::Ticked(_) | Self::TradingHalted { .. } | Self::AdminActed { .. } => None,
         }
     }
 }

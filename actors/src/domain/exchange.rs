@@ -9,13 +9,21 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
+mod game;
+
+pub use game::{Review, Standing};
+
 use super::account::Account;
+use super::alert::{Alert, Perks};
 use super::asset::Universe;
 use super::book::Book;
-use super::event::{CancelReason, CreditReason, Event, Stamped, Tick, Trade};
+use super::event::{CancelReason, CreditReason, Event, ResetReason, Stamped, Tick, Trade};
+use super::game::{GameRules, LevelTable};
 use super::ids::{AssetId, OrderId, PlayerId, TradeId};
 use super::money::{Lean, MONEY_MAX, round_money};
 use super::order::{OrderKind, OrderRequest, RestingOrder, Side, Trigger};
+use super::profile::GameChange;
+use super::progression::{OrderType, Unlocks};
 use super::rejection::Rejection;
 use super::rules::MarketRules;
 
@@ -56,18 +64,28 @@ pub struct ExchangeState {
     pub next_seq: u64,
     pub next_trade: u64,
     pub next_order: u64,
+    /// Price alerts waiting to fire, by id.
+    #[serde(default)]
+    pub alerts: Vec<Alert>,
+    #[serde(default)]
+    pub next_alert: u64,
 }
 
 /// Books and ledgers of one market.
 #[derive(Debug, Clone)]
 pub struct Exchange {
     rules: MarketRules,
+    game: Arc<GameRules>,
+    levels: Arc<LevelTable>,
     universe: Arc<Universe>,
     books: Vec<Book>,
     accounts: FxHashMap<PlayerId, Account>,
+    /// Price alerts, sorted by id (alerts stay live while players are passivated).
+    alerts: Vec<Alert>,
     next_seq: u64,
     next_trade: u64,
     next_order: u64,
+    next_alert: u64,
 }
 
 impl Exchange {
@@ -83,20 +101,47 @@ impl Exchange {
                 Book::new(f64::try_from(spec.initial_price).unwrap_or(1.0), &spec.model, sector_vol)
             })
             .collect();
-        Self { rules, universe, books, accounts: FxHashMap::default(), next_seq: 1, next_trade: 1, next_order: 1 }
+        let game = Arc::new(GameRules::open());
+        Self {
+            rules,
+            levels: Arc::new(LevelTable::new(&game)),
+            game,
+            universe,
+            books,
+            accounts: FxHashMap::default(),
+            alerts: Vec::new(),
+            next_seq: 1,
+            next_trade: 1,
+            next_order: 1,
+            next_alert: 1,
+        }
+    }
+
+    /// The same market under `game` rules (levels, seasons, anti-abuse);
+    /// without this call nothing is gated.
+    #[must_use]
+    pub fn with_game_rules(mut self, game: Arc<GameRules>) -> Self {
+        self.levels = Arc::new(LevelTable::new(&game));
+        self.game = game;
+        self
     }
 
     /// Restores a market from a snapshot.
     #[must_use]
     pub fn from_state(universe: Arc<Universe>, rules: MarketRules, state: ExchangeState) -> Self {
+        let game = Arc::new(GameRules::open());
         Self {
             rules,
+            levels: Arc::new(LevelTable::new(&game)),
+            game,
             universe,
             books: state.books,
             accounts: state.accounts.into_iter().collect(),
+            alerts: state.alerts,
             next_seq: state.next_seq,
             next_trade: state.next_trade,
             next_order: state.next_order,
+            next_alert: state.next_alert.max(1),
         }
     }
 
@@ -111,6 +156,8 @@ impl Exchange {
             next_seq: self.next_seq,
             next_trade: self.next_trade,
             next_order: self.next_order,
+            alerts: self.alerts.clone(),
+            next_alert: self.next_alert,
         }
     }
 
@@ -124,6 +171,8 @@ impl Exchange {
             next_seq: self.next_seq,
             next_trade: self.next_trade,
             next_order: self.next_order,
+            alerts: self.alerts.clone(),
+            next_alert: self.next_alert,
         }
     }
 
@@ -141,6 +190,29 @@ impl Exchange {
     #[must_use]
     pub fn rules(&self) -> &MarketRules {
         &self.rules
+    }
+
+    /// The game rules in force.
+    #[must_use]
+    pub fn game_rules(&self) -> &GameRules {
+        &self.game
+    }
+
+    /// What a player's level unlocks (everything when the game is not gated).
+    #[must_use]
+    pub fn unlocks_of(&self, account: &Account) -> &Unlocks {
+        self.levels.unlocks(self.game.progression.level_for_xp(account.profile.xp))
+    }
+
+    /// The perks a player's entitlements give.
+    #[must_use]
+    pub fn perks_of(&self, account: &Account) -> Perks {
+        self.game.entitlements.perks(&account.profile.entitlements)
+    }
+
+    /// A player's price alerts, oldest first.
+    pub fn alerts_of(&self, player: PlayerId) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter().filter(move |a| a.player == player)
     }
 
     /// The asset universe.
@@ -206,6 +278,25 @@ impl Exchange {
         round_money(value * self.rules.fee_rate, Lean::Up).max(self.rules.fee_min)
     }
 
+    /// The fee a player pays on `qty` shares worth `value` of `book`'s asset:
+    /// the base fee less the player's discount, plus a surcharge that grows
+    /// with order size when the game is gated (holding runaway leaders back).
+    fn fee_for(&self, account: &Account, book: &Book, qty: u64, value: Decimal) -> Decimal {
+        if !self.game.gated && account.profile.entitlements.is_empty() {
+            return self.fee(value);
+        }
+        let discount = self.perks_of(account).fee_discount;
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let liquidity = book.liquidity_shares.clamp(1.0, 1e15) as u64;
+        let abuse = &self.game.abuse;
+        if self.game.gated {
+            abuse.graduated_fee(value, qty, liquidity, discount, &self.rules)
+        } else {
+            let base = self.rules.fee_rate * (Decimal::ONE - discount);
+            round_money(value * base, Lean::Up).max(self.rules.fee_min)
+        }
+    }
+
     // ---- commands -------------------------------------------------------
 
     /// Opens an account with starting cash; `Ok(false)` if it already exists.
@@ -216,7 +307,8 @@ impl Exchange {
         if self.accounts.contains_key(&player) {
             return Ok(false);
         }
-        self.emit(Event::AccountOpened { player, cash: self.rules.starting_cash }, at_ms, out);
+        let season = self.game.seasons.season_of(at_ms).0;
+        self.emit(Event::AccountOpened { player, cash: self.rules.starting_cash, season }, at_ms, out);
         Ok(true)
     }
 
@@ -261,6 +353,7 @@ impl Exchange {
             return Err(Rejection::Halted { ticker, resumes_at_ms: 0 });
         }
         let account = self.accounts.get(&request.player).ok_or(Rejection::NoAccount)?;
+        self.check_unlocked(account, request)?;
         match request.kind {
             OrderKind::Market => self.fill_now(request.player, request.asset, request.side, qty, None, at_ms, out),
             OrderKind::Limit(limit) => {
@@ -275,7 +368,7 @@ impl Exchange {
                 }
                 self.check_can_rest(account, request, limit)?;
                 let reserved_cash = match request.side {
-                    Side::Buy => self.buy_reservation(limit, qty)?,
+                    Side::Buy => self.buy_reservation(account, request.asset, limit, qty)?,
                     Side::Sell => Decimal::ZERO,
                 };
                 self.rest(request, Trigger::Limit(limit), reserved_cash, at_ms, out)
@@ -328,7 +421,9 @@ impl Exchange {
         if tick.minute <= book.minute && book.minute > 0 {
             return; // a stale or repeated tick changes nothing
         }
+        let mid_before = book.mid(&self.rules);
         self.emit(Event::Ticked(tick), at_ms, out);
+        self.fire_alerts(tick.asset, mid_before, at_ms, out);
         let Some(book) = self.books.get(tick.asset.index()) else { return };
         if book.halted() || book.resting.is_empty() {
             return;
@@ -357,6 +452,9 @@ impl Exchange {
         }
         let result = self.fill_now(order.player, order.asset, order.side, order.qty, Some(order), at_ms, out);
         match (result, order.trigger) {
+            (Ok(_), Trigger::Stop(_)) => {
+                self.emit(Event::Game { player: order.player, change: GameChange::StopTriggered }, at_ms, out);
+            }
             // A limit waits for liquidity to return; a stop must not linger
             // once it cannot be honoured.
             (Err(Rejection::ExceedsLiquidity { .. }), Trigger::Limit(_)) | (Ok(_), _) => {}
@@ -397,7 +495,7 @@ impl Exchange {
         if value < self.rules.order_value_min && !closes_position {
             return Err(Rejection::OrderTooSmall { value_min: self.rules.order_value_min });
         }
-        let fee = self.fee(value);
+        let fee = self.fee_for(account, book, qty, value);
         match side {
             Side::Buy => {
                 let needed = value + fee;
@@ -406,9 +504,11 @@ impl Exchange {
                     return Err(Rejection::InsufficientCash { needed, available: available.max(Decimal::ZERO) });
                 }
                 let held = account.held(asset);
-                if held.saturating_add(qty) > self.rules.position_qty_max {
-                    return Err(Rejection::PositionLimit { ticker, qty_max: self.rules.position_qty_max, held });
+                let qty_max = self.position_qty_max(account);
+                if held.saturating_add(qty) > qty_max {
+                    return Err(Rejection::PositionLimit { ticker, qty_max, held });
                 }
+                self.check_concentration(account, asset, value)?;
             }
             Side::Sell => {
                 let available = account.free_qty(asset) + resting.map_or(0, |o| o.qty);
@@ -435,8 +535,9 @@ impl Exchange {
     }
 
     fn check_can_rest(&self, account: &Account, request: &OrderRequest, price: Decimal) -> Result<(), Rejection> {
-        if account.open_orders >= self.rules.open_orders_max {
-            return Err(Rejection::TooManyOpenOrders { open_max: self.rules.open_orders_max });
+        let open_max = self.rules.open_orders_max.min(self.unlocks_of(account).open_orders_max);
+        if account.open_orders >= open_max {
+            return Err(Rejection::TooManyOpenOrders { open_max });
         }
         let qty = request.qty.get();
         let value = price.checked_mul(Decimal::from(qty)).ok_or(Rejection::AmountTooLarge)?;
@@ -449,7 +550,7 @@ impl Exchange {
         let ticker = self.ticker(request.asset)?;
         match request.side {
             Side::Buy => {
-                let needed = self.buy_reservation(price, qty)?;
+                let needed = self.buy_reservation(account, request.asset, price, qty)?;
                 if needed > account.free_cash() {
                     return Err(Rejection::InsufficientCash {
                         needed,
@@ -457,8 +558,9 @@ impl Exchange {
                     });
                 }
                 let held = account.held(request.asset);
-                if held.saturating_add(qty) > self.rules.position_qty_max {
-                    return Err(Rejection::PositionLimit { ticker, qty_max: self.rules.position_qty_max, held });
+                let qty_max = self.position_qty_max(account);
+                if held.saturating_add(qty) > qty_max {
+                    return Err(Rejection::PositionLimit { ticker, qty_max, held });
                 }
             }
             Side::Sell => {
@@ -494,9 +596,87 @@ impl Exchange {
     }
 
     /// Cash a resting buy sets aside: its value at the limit plus that fee.
-    fn buy_reservation(&self, limit: Decimal, qty: u64) -> Result<Decimal, Rejection> {
+    fn buy_reservation(
+        &self,
+        account: &Account,
+        asset: AssetId,
+        limit: Decimal,
+        qty: u64,
+    ) -> Result<Decimal, Rejection> {
         let value = limit.checked_mul(Decimal::from(qty)).ok_or(Rejection::AmountTooLarge)?;
-        Ok(value + self.fee(value))
+        let book = self.books.get(asset.index()).ok_or(Rejection::AmountTooLarge)?;
+        Ok(value + self.fee_for(account, book, qty, value))
+    }
+
+    /// Refuses order types and categories the player's level has not unlocked.
+    fn check_unlocked(&self, account: &Account, request: &OrderRequest) -> Result<(), Rejection> {
+        if !self.game.gated {
+            return Ok(());
+        }
+        let unlocks = self.unlocks_of(account);
+        let order_type = OrderType::from(&request.kind);
+        if !unlocks.allows(order_type) {
+            let level = self
+                .game
+                .progression
+                .unlocks
+                .iter()
+                .filter(|u| u.order_types.contains(&order_type))
+                .map(|u| u.level)
+                .min();
+            return Err(Rejection::Locked {
+                what: format!("{order_type:?} orders").to_lowercase(),
+                level: level.unwrap_or(u32::MAX),
+            });
+        }
+        let category = self.universe.asset_categories().get(request.asset.index()).copied().unwrap_or(0);
+        if !unlocks.allows_category(category) {
+            let needed = u32::try_from(category + 1).unwrap_or(u32::MAX);
+            let level = self
+                .game
+                .progression
+                .unlocks
+                .iter()
+                .filter(|u| u.categories_count.is_some_and(|c| c >= needed))
+                .map(|u| u.level)
+                .min();
+            let name = self.universe.categories().get(category).map_or_else(String::new, |c| c.name.clone());
+            return Err(Rejection::Locked { what: format!("the {name} category"), level: level.unwrap_or(u32::MAX) });
+        }
+        Ok(())
+    }
+
+    /// The largest position the player's level allows in one asset.
+    fn position_qty_max(&self, account: &Account) -> u64 {
+        if !self.game.gated {
+            return self.rules.position_qty_max;
+        }
+        self.unlocks_of(account).position_qty_max(self.rules.position_qty_max)
+    }
+
+    /// Refuses a buy that would put too much of a wealthy player's net worth
+    /// (marked at mid) into one asset.
+    fn check_concentration(&self, account: &Account, asset: AssetId, buy_value: Decimal) -> Result<(), Rejection> {
+        let abuse = &self.game.abuse;
+        if !self.game.gated || abuse.concentration_max_pct >= 100 {
+            return Ok(());
+        }
+        let mut net_worth = account.cash;
+        let mut held_value = Decimal::ZERO;
+        for position in &account.positions {
+            let Some(book) = self.books.get(position.asset.index()) else { continue };
+            let mid = super::money::price_from_f64(book.mid(&self.rules), Lean::Down).unwrap_or_default();
+            let value = mid * Decimal::from(position.qty);
+            net_worth += value;
+            if position.asset == asset {
+                held_value = value;
+            }
+        }
+        abuse.check_concentration(held_value, buy_value, net_worth).map_err(|rejection| match rejection {
+            super::abuse::AbuseRejection::Concentration { pct_max, value_max } => {
+                Rejection::Concentration { pct_max, value_max }
+            }
+        })
     }
 
     /// Largest order the liquidity limit lets through from a flat book.
@@ -532,8 +712,8 @@ impl Exchange {
     pub fn apply(&mut self, stamped: &Stamped) {
         self.next_seq = self.next_seq.max(stamped.seq + 1);
         match &stamped.event {
-            Event::AccountOpened { player, cash } => {
-                self.accounts.insert(*player, Account::with_cash(*cash));
+            Event::AccountOpened { player, cash, season } => {
+                self.accounts.insert(*player, Account::opened(*cash, *season));
             }
             Event::CashCredited { player, amount, .. } => {
                 if let Some(account) = self.accounts.get_mut(player) {
@@ -564,6 +744,32 @@ impl Exchange {
                     book.admin_halted = *halted;
                 }
             }
+            Event::Game { player, change } => {
+                if let Some(account) = self.accounts.get_mut(player) {
+                    account.apply_game(change);
+                }
+            }
+            Event::AccountReset { player, cash, reason } => {
+                if let Some(account) = self.accounts.get_mut(player) {
+                    let season = match reason {
+                        ResetReason::Season { season } => Some(*season),
+                        ResetReason::Bankruptcy => None,
+                    };
+                    account.reset(*cash, season);
+                }
+            }
+            Event::AlertSet(alert) => {
+                self.next_alert = self.next_alert.max(alert.id.0 + 1);
+                if let Err(index) = self.alerts.binary_search_by_key(&alert.id, |a| a.id) {
+                    self.alerts.insert(index, *alert);
+                }
+            }
+            Event::AlertFired { alert: Alert { id, .. }, .. } | Event::AlertDeleted { alert: id, .. } => {
+                if let Ok(index) = self.alerts.binary_search_by_key(id, |a| a.id) {
+                    self.alerts.remove(index);
+                }
+            }
+            Event::AdminActed { .. } => {}
         }
     }
 

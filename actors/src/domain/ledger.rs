@@ -26,7 +26,7 @@ impl PlayerLedger {
     /// caller's routing; market-wide events change nothing here).
     pub fn apply(&mut self, event: &Event) {
         match event {
-            Event::AccountOpened { cash, .. } => self.account = Account::with_cash(*cash),
+            Event::AccountOpened { cash, season, .. } => self.account = Account::opened(*cash, *season),
             Event::CashCredited { amount, .. } => self.account.cash += *amount,
             Event::Traded(trade) => {
                 if let Some(order) = trade.order {
@@ -39,7 +39,20 @@ impl PlayerLedger {
                 self.orders.push(*order);
             }
             Event::OrderCancelled { order, .. } => self.remove_order(*order),
-            Event::Ticked(_) | Event::TradingHalted { .. } => {}
+            Event::Game { change, .. } => self.account.apply_game(change),
+            Event::AccountReset { cash, reason, .. } => {
+                let season = match reason {
+                    super::event::ResetReason::Season { season } => Some(*season),
+                    super::event::ResetReason::Bankruptcy => None,
+                };
+                self.account.reset(*cash, season);
+            }
+            Event::Ticked(_)
+            | Event::TradingHalted { .. }
+            | Event::AlertSet(_)
+            | Event::AlertFired { .. }
+            | Event::AlertDeleted { .. }
+            | Event::AdminActed { .. } => {}
         }
     }
 

@@ -62,6 +62,33 @@ pub enum Rejection {
     /// The amount overflows what the engine represents.
     #[error("amount too large")]
     AmountTooLarge,
+    /// The player's level has not unlocked this yet.
+    #[error("{what} unlock at level {level}")]
+    Locked { what: String, level: u32 },
+    /// The buy would put too much of a wealthy player's net worth in one asset.
+    #[error("at most {pct_max}% of net worth in one asset")]
+    Concentration { pct_max: u32, value_max: Decimal },
+    /// Today's daily bonus is already taken.
+    #[error("daily bonus already claimed")]
+    AlreadyClaimed { next_claim_at_ms: i64 },
+    /// `/bankrupt` is for players who lost nearly everything.
+    #[error("not broke")]
+    NotBroke { net_worth: Decimal, threshold: Decimal },
+    /// The last bankruptcy was too recent.
+    #[error("bankruptcy cooling down")]
+    BankruptcyCoolingDown { next_allowed_at_ms: i64 },
+    /// The player has as many alerts as allowed.
+    #[error("at most {alerts_max} alerts")]
+    TooManyAlerts { alerts_max: u32 },
+    /// The price is already at or beyond the alert's price.
+    #[error("the price is already there")]
+    AlertAlreadyThere { mid: Decimal },
+    /// No such alert of this player.
+    #[error("no alert #{alert}")]
+    UnknownAlert { alert: u64 },
+    /// A referral that cannot count.
+    #[error("referral not accepted: {reason}")]
+    Referral { reason: String },
     /// The engine is saturated; the command was not applied.
     #[error("busy, try again")]
     Busy,

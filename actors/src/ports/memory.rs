@@ -156,14 +156,17 @@ impl Store for MemoryStore {
                 stored.cash.insert(*player, account.cash);
                 negative |= account.cash < Decimal::ZERO;
                 for position in &account.positions {
-                    *stored.shares.entry(position.asset.index()).or_default() += i128::from(position.qty);
+                    *stored.shares.entry((*player, position.asset.index())).or_default() += i128::from(position.qty);
                 }
             }
             expected.shares.retain(|_, qty| *qty != 0);
             stored.shares.retain(|_, qty| *qty != 0);
             let ok = !negative && expected.shares == stored.shares && expected.cash_total() == stored.cash_total();
-            let shares = stored
-                .shares
+            let mut per_asset: std::collections::BTreeMap<usize, i128> = std::collections::BTreeMap::new();
+            for ((_, asset), qty) in &stored.shares {
+                *per_asset.entry(*asset).or_default() += *qty;
+            }
+            let shares = per_asset
                 .iter()
                 .map(|(asset, qty)| {
                     let ticker = tickers.get(*asset).cloned().unwrap_or_else(|| format!("#{asset}"));
@@ -231,18 +234,22 @@ impl Store for MemoryStore {
     }
 }
 
-/// Balances as the log says they must be.
+/// Balances as the log says they must be, per player.
 #[derive(Default)]
 struct Reconciliation {
     cash: std::collections::HashMap<PlayerId, Decimal>,
-    shares: std::collections::BTreeMap<usize, i128>,
+    shares: std::collections::BTreeMap<(PlayerId, usize), i128>,
 }
 
 impl Reconciliation {
     fn apply(&mut self, event: &Event) {
         match event {
-            Event::AccountOpened { player, cash } => {
+            Event::AccountOpened { player, cash, .. } => {
                 self.cash.insert(*player, *cash);
+            }
+            Event::AccountReset { player, cash, .. } => {
+                self.cash.insert(*player, *cash);
+                self.shares.retain(|(holder, _), _| holder != player);
             }
             Event::CashCredited { player, amount, .. } => *self.cash.entry(*player).or_default() += *amount,
             Event::Traded(trade) => {
@@ -251,7 +258,7 @@ impl Reconciliation {
                     Side::Buy => i128::from(trade.qty),
                     Side::Sell => -i128::from(trade.qty),
                 };
-                *self.shares.entry(trade.asset.index()).or_default() += signed;
+                *self.shares.entry((trade.player, trade.asset.index())).or_default() += signed;
             }
             _ => {}
         }
