@@ -16,7 +16,16 @@ use actors::engine::Engine;
 use actors::ports::Store;
 use rust_decimal::Decimal;
 
+mod game;
+
+pub use game::{GameOptions, PREMIUM_PAYLOAD};
+
+use std::sync::atomic::AtomicU64;
+
+use actors::ports::coordinator::Coordinator;
+
 use crate::chart::{self, ChartSpec};
+use crate::coord::local::LocalCoordinator;
 use crate::telegram::command::{self, BotCommand, ChartRange};
 use crate::telegram::reply::{self, Button, Reply, ReplyPhoto, escape, money};
 
@@ -39,6 +48,9 @@ pub const HISTORY_PAGES_MAX: u32 = 100;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Speaker {
     pub player: PlayerId,
+    /// The group chat the message came from (`None` in a private chat or
+    /// on the play page): `/top` there shows that group's board.
+    pub chat: Option<i64>,
     /// Display name (untrusted text: always escaped when shown).
     pub name: String,
 }
@@ -56,19 +68,51 @@ pub fn local_player_id(name: &str) -> PlayerId {
     PlayerId(-magnitude - 1)
 }
 
+/// What the bot counts (for `/metrics` and simulations).
+#[derive(Debug, Default)]
+pub struct BotMetrics {
+    /// Commands refused by a rate limit.
+    pub throttled: AtomicU64,
+}
+
 /// Turns player text into engine calls and replies.
 #[derive(Clone)]
 pub struct Bot {
     engine: Engine,
     store: Arc<dyn Store>,
     username: Option<String>,
+    coordinator: Arc<dyn Coordinator>,
+    options: Arc<GameOptions>,
+    metrics: Arc<BotMetrics>,
 }
 
 impl Bot {
     /// A bot over a running engine; `username` is the bot's Telegram name.
+    /// Boards and limits stay in this process until [`Bot::with_game`].
     #[must_use]
     pub fn new(engine: Engine, store: Arc<dyn Store>, username: Option<String>) -> Self {
-        Self { engine, store, username }
+        Self {
+            engine,
+            store,
+            username,
+            coordinator: Arc::new(LocalCoordinator::new()),
+            options: Arc::new(GameOptions::default()),
+            metrics: Arc::new(BotMetrics::default()),
+        }
+    }
+
+    /// The same bot keeping boards, limits and locks in `coordinator`.
+    #[must_use]
+    pub fn with_game(mut self, coordinator: Arc<dyn Coordinator>, options: GameOptions) -> Self {
+        self.coordinator = coordinator;
+        self.options = Arc::new(options);
+        self
+    }
+
+    /// What the bot counted.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<BotMetrics> {
+        &self.metrics
     }
 
     /// The engine behind the bot.
@@ -83,16 +127,53 @@ impl Bot {
             Ok(parsed) => {
                 let span = tracing::info_span!("command", player_id = speaker.player.0);
                 let _guard = span.enter();
-                vec![self.run(speaker, parsed).await]
+                if let Some(throttled) = self.throttled(speaker).await {
+                    return throttled;
+                }
+                self.run(speaker, parsed).await
             }
             Err(error) => reply::parse_error(&error).into_iter().collect(),
         }
     }
 
-    async fn run(&self, speaker: &Speaker, parsed: BotCommand) -> Reply {
+    async fn run(&self, speaker: &Speaker, parsed: BotCommand) -> Vec<Reply> {
+        let player = speaker.player;
+        // Views of the player's progress are drawn after a review.
+        match parsed {
+            BotCommand::Level | BotCommand::Achievements | BotCommand::Top { .. } => {
+                let (review, mut announcements) = self.review(speaker).await;
+                let view = match parsed {
+                    BotCommand::Level => self.level(speaker, review.as_ref()).await,
+                    BotCommand::Achievements => self.achievements(speaker, review.as_ref()).await,
+                    BotCommand::Top { board, page } => self.top(speaker, board, page).await,
+                    _ => return announcements,
+                };
+                announcements.insert(0, view);
+                return announcements;
+            }
+            _ => {}
+        }
+        let reviews = matches!(
+            parsed,
+            BotCommand::Trade { .. }
+                | BotCommand::Stop { .. }
+                | BotCommand::Daily
+                | BotCommand::Portfolio
+                | BotCommand::Bankrupt
+                | BotCommand::Start { .. }
+        );
+        let mut replies = vec![self.run_one(speaker, parsed).await];
+        if reviews {
+            let (_, announcements) = self.review(speaker).await;
+            replies.extend(announcements);
+        }
+        replies
+    }
+
+    async fn run_one(&self, speaker: &Speaker, parsed: BotCommand) -> Reply {
         let player = speaker.player;
         match parsed {
-            BotCommand::Start { .. } => self.start(speaker).await,
+            BotCommand::Start { referral } => self.start(speaker, referral.as_deref()).await,
             BotCommand::Help => help(),
             BotCommand::Market { category } => self.market(category.as_deref()).await,
             BotCommand::Quote { ticker } => self.quote(ticker).await,
@@ -113,22 +194,31 @@ impl Bot {
             BotCommand::Portfolio => self.portfolio(player).await,
             BotCommand::History { page } => self.history(player, page).await,
             BotCommand::Chart { ticker, range } => self.chart(ticker, range).await,
-            BotCommand::Top => not_yet("/top"),
-            BotCommand::Achievements => not_yet("/achievements"),
-            BotCommand::Level => not_yet("/level"),
-            BotCommand::Daily => not_yet("/daily"),
-            BotCommand::Alert { .. } | BotCommand::Alerts => not_yet("/alert"),
-            BotCommand::Premium => not_yet("/premium"),
+            BotCommand::Daily => self.daily(speaker).await,
+            BotCommand::Alert { ticker, direction, price } => self.alert(player, ticker, direction, price).await,
+            BotCommand::Alerts => self.alerts(player).await,
+            BotCommand::Unalert { alert } => self.unalert(player, alert).await,
+            BotCommand::Premium => self.premium(player).await,
+            BotCommand::Bankrupt => self.bankrupt(player).await,
+            BotCommand::TimeZone { minutes } => self.time_zone(player, minutes).await,
+            BotCommand::News => self.news().await,
+            BotCommand::Admin { action } => self.admin(speaker, action).await,
+            BotCommand::Level | BotCommand::Achievements | BotCommand::Top { .. } => {
+                Reply::text("⚠️ Unexpected command routing; nothing was done.")
+            }
         }
     }
 
-    async fn start(&self, speaker: &Speaker) -> Reply {
+    async fn start(&self, speaker: &Speaker, referral: Option<&str>) -> Reply {
         let name = escape(&speaker.name);
         match self.engine.execute_one(Command::Open { player: speaker.player }).await {
-            Ok(Outcome::Opened { new: true }) => Reply::text(format!(
-                "👋 Welcome to the market, {name}!\nYou start with {} in cash. Buy low, sell high, climb the board.\nTry /market to see what's trading.",
-                money(self.engine.rules().starting_cash)
-            )),
+            Ok(Outcome::Opened { new: true }) => {
+                let referred = self.refer(speaker.player, referral).await;
+                Reply::text(format!(
+                    "👋 Welcome to the market, {name}!\nYou start with {} in cash. Buy low, sell high, climb the board.\nTry /market to see what's trading, and claim your /daily bonus.{referred}",
+                    money(self.engine.rules().starting_cash)
+                ))
+            }
             Ok(_) => Reply::text(format!("👋 Welcome back, {name}! /portfolio shows where you stand.")),
             Err(rejected) => reply::rejection(&rejected),
         }
@@ -247,6 +337,26 @@ impl Bot {
             Ok(_) => Reply::text("⚠️ Unexpected outcome; nothing to show."),
             Err(rejected) => reply::rejection(&rejected),
         }
+    }
+
+    /// Links a new player to the player whose code (`r<id>`) they started with.
+    async fn refer(&self, player: PlayerId, referral: Option<&str>) -> String {
+        let Some(code) = referral.map(str::trim).filter(|c| !c.is_empty()) else { return String::new() };
+        let Some(referrer) = code.strip_prefix('r').and_then(|id| id.parse::<i64>().ok()).map(PlayerId) else {
+            return String::new();
+        };
+        match self.engine.execute_one(Command::Refer { player, referrer }).await {
+            Ok(_) => "\nA friend invited you: once you've traded a little, they get a thank-you bonus.".to_owned(),
+            Err(rejected) => {
+                tracing::info!(player_id = player.0, ?rejected, "referral not linked");
+                String::new()
+            }
+        }
+    }
+
+    /// The latest news.
+    async fn news(&self) -> Reply {
+        Reply::text("📰 No news yet.")
     }
 
     async fn ledger(&self, player: PlayerId) -> Result<PlayerLedger, Reply> {
@@ -427,10 +537,6 @@ pub fn range_label(range: ChartRange) -> &'static str {
     }
 }
 
-fn not_yet(what: &str) -> Reply {
-    Reply::text(format!("🚧 {} is coming soon.", escape(what)))
-}
-
 fn help() -> Reply {
     use command::usage;
     let lines = [
@@ -444,6 +550,17 @@ fn help() -> Reply {
         usage::CANCEL,
         "/portfolio — cash, holdings, net worth",
         usage::HISTORY,
+        usage::CHART,
+        usage::TOP,
+        "/daily — your daily bonus (streaks grow it)",
+        "/level — XP, level and what it unlocks",
+        "/achievements — what you earned and what's next",
+        usage::ALERT,
+        "/alerts — your price alerts",
+        "/news — the latest market news",
+        "/premium — lower fees, more alerts",
+        usage::TIMEZONE,
+        "/bankrupt — start over when broke",
     ];
     let body: Vec<String> = lines.iter().map(|line| escape(line)).collect();
     Reply::text(format!("📖 <b>Commands</b>\n{}", body.join("\n")))

@@ -873,7 +873,7 @@ async fn updates_parse_and_dispatch_without_panic() {
     let engine = Engine::start(&settings.engine, deps).await.unwrap();
     let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()));
     for player in 1..=PLAYER_POOL {
-        let speaker = Speaker { player: actors::domain::ids::PlayerId(player), name: format!("p{player}") };
+        let speaker = Speaker { player: actors::domain::ids::PlayerId(player), chat: None, name: format!("p{player}") };
         let replies = bot.handle_text(&speaker, "/start").await;
         assert!(replies[0].text.contains("Welcome"));
     }
@@ -951,7 +951,7 @@ async fn updates_run_through_the_handler_to_the_bot_api() {
     let sender = start_sender(api, limits, 100_000, Arc::new(|_| {}));
     let handler = UpdateHandler::new(bot.clone(), sender.clone(), Arc::new(LocalCoordinator::new()));
     for player in 1..=PLAYER_POOL {
-        let speaker = Speaker { player: actors::domain::ids::PlayerId(player), name: format!("p{player}") };
+        let speaker = Speaker { player: actors::domain::ids::PlayerId(player), chat: None, name: format!("p{player}") };
         bot.handle_text(&speaker, "/start").await;
     }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::asset::{AssetSpec, CategorySpec, Universe, UniverseError};
+use crate::domain::game::GameRules;
 use crate::domain::rules::MarketRules;
 
 /// Sizing and pacing of the engine's actors.
@@ -54,6 +55,9 @@ pub struct EngineConfig {
     pub engine: EngineSettings,
     #[serde(default)]
     pub market: MarketRules,
+    /// Levels, achievements, daily bonus, seasons, anti-abuse, entitlements.
+    #[serde(default)]
+    pub game: GameRules,
     pub categories: Vec<CategorySpec>,
     pub assets: Vec<AssetSpec>,
 }

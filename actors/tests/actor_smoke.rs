@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use actors::clock::ManualClock;
 use actors::config::EngineConfig;
+use actors::domain::game::GameRules;
 use actors::domain::asset::{AssetSpec, CategorySpec, ModelParams};
 use actors::domain::command::{Command, Outcome};
 use actors::domain::exchange::Placed;
@@ -28,7 +29,7 @@ fn config() -> EngineConfig {
             model: ModelParams::default(),
         })
         .collect();
-    EngineConfig { engine: Default::default(), market: Default::default(), categories, assets }
+    EngineConfig { engine: Default::default(), market: Default::default(), game: GameRules::open(), categories, assets }
 }
 
 #[actix::test]

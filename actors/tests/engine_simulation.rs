@@ -141,7 +141,7 @@ fn config(seed: u64) -> EngineConfig {
     };
     let market =
         MarketRules { order_qty_max: 5_000, position_qty_max: 2_500, open_orders_max: 8, ..MarketRules::default() };
-    EngineConfig { engine, market, categories, assets }
+    EngineConfig { engine, market, game: actors::domain::game::GameRules::open(), categories, assets }
 }
 
 /// Telegram-like ids and local play-page ids (negative) alike.

@@ -110,7 +110,7 @@ pub async fn play(state: web::Data<AppState>, body: web::Json<PlayRequest>) -> H
         return HttpResponse::BadRequest()
             .json(ErrorBody::new(&format!("player must be 1–{PLAYER_NAME_CHARS_MAX} printable characters")));
     }
-    let speaker = Speaker { player: local_player_id(name), name: name.to_owned() };
+    let speaker = Speaker { player: local_player_id(name), chat: None, name: name.to_owned() };
     let replies = state.bot.handle_text(&speaker, &text).await;
     HttpResponse::Ok().json(PlayResponse { replies })
 }

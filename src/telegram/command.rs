@@ -4,6 +4,7 @@
 use actors::domain::ids::{LimitPrice, OrderId, Quantity, Ticker};
 use actors::domain::order::Side;
 use actors::domain::rejection::Rejection;
+use rust_decimal::Decimal;
 
 /// Longest message text looked at; Telegram's own limit is 4,096.
 pub const TEXT_LEN_MAX: usize = 4_096;
@@ -60,7 +61,10 @@ pub enum BotCommand {
         ticker: Ticker,
         range: ChartRange,
     },
-    Top,
+    Top {
+        board: TopBoard,
+        page: u32,
+    },
     Achievements,
     Level,
     Daily,
@@ -70,7 +74,51 @@ pub enum BotCommand {
         price: LimitPrice,
     },
     Alerts,
+    /// Deletes one of the player's alerts.
+    Unalert {
+        alert: u64,
+    },
     Premium,
+    /// Starts over when broke.
+    Bankrupt,
+    /// Sets the player's UTC offset for the daily bonus's calendar.
+    TimeZone {
+        minutes: i32,
+    },
+    /// Latest market news.
+    News,
+    /// Operator commands (checked against the configured admins).
+    Admin {
+        action: AdminAction,
+    },
+}
+
+/// Which board `/top` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopBoard {
+    NetWorth,
+    Return,
+    /// Today's biggest gains.
+    Gainers,
+}
+
+/// An operator command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAction {
+    Halt {
+        ticker: Ticker,
+        halted: bool,
+    },
+    /// News moving `target` (a ticker or a category name) by `move_pct` percent.
+    News {
+        target: String,
+        move_pct: Decimal,
+        text: String,
+    },
+    Grant {
+        player: i64,
+        amount: Decimal,
+    },
 }
 
 /// Why a text is not a command the bot can run.
@@ -102,6 +150,10 @@ pub mod usage {
     pub const CHART: &str = "/chart TICKER [1h|1d|1w]";
     pub const ALERT: &str = "/alert TICKER > PRICE or /alert TICKER < PRICE";
     pub const HISTORY: &str = "/history [PAGE]";
+    pub const TOP: &str = "/top [return|gainers] [PAGE]";
+    pub const UNALERT: &str = "/unalert ALERT_ID — see /alerts";
+    pub const TIMEZONE: &str = "/timezone +HH[:MM] or -HH[:MM] — your UTC offset, e.g. /timezone +5:30";
+    pub const ADMIN: &str = "/admin halt TICKER | /admin resume TICKER | /admin news TICKER|CATEGORY ±PCT TEXT | /admin grant PLAYER AMOUNT";
 }
 
 /// Parses a message. `bot_username` (without `@`) lets `/cmd@ThisBot` through
@@ -177,7 +229,22 @@ pub fn parse(text: &str, bot_username: Option<&str>) -> Result<BotCommand, Parse
                 _ => Err(ParseError::Usage { usage: usage::CHART }),
             }
         }
-        "top" => Ok(BotCommand::Top),
+        "top" => parse_top(&args),
+        "unalert" => match args.as_slice() {
+            [id] => id
+                .trim_start_matches('#')
+                .parse::<u64>()
+                .map(|alert| BotCommand::Unalert { alert })
+                .map_err(|_| ParseError::Usage { usage: usage::UNALERT }),
+            _ => Err(ParseError::Usage { usage: usage::UNALERT }),
+        },
+        "bankrupt" => Ok(BotCommand::Bankrupt),
+        "timezone" | "tz" => match args.as_slice() {
+            [offset] => parse_offset(offset).map(|minutes| BotCommand::TimeZone { minutes }),
+            _ => Err(ParseError::Usage { usage: usage::TIMEZONE }),
+        },
+        "news" => Ok(BotCommand::News),
+        "admin" => parse_admin(&args).map(|action| BotCommand::Admin { action }),
         "achievements" => Ok(BotCommand::Achievements),
         "level" => Ok(BotCommand::Level),
         "daily" => Ok(BotCommand::Daily),
@@ -205,6 +272,71 @@ fn parse_trade(side: Side, args: &[&str], usage: &'static str) -> Result<BotComm
             Ok(BotCommand::Trade { side, ticker: Ticker::parse(ticker)?, qty: Quantity::parse(qty)?, limit: None })
         }
         _ => Err(ParseError::Usage { usage }),
+    }
+}
+
+fn parse_top(args: &[&str]) -> Result<BotCommand, ParseError> {
+    let mut board = TopBoard::NetWorth;
+    let mut page = 1;
+    for arg in args {
+        match arg.to_ascii_lowercase().as_str() {
+            "return" | "returns" | "%" => board = TopBoard::Return,
+            "gainers" | "today" => board = TopBoard::Gainers,
+            "worth" | "networth" => board = TopBoard::NetWorth,
+            other => {
+                page = other
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|p| (1..=10_000).contains(p))
+                    .ok_or(ParseError::Usage { usage: usage::TOP })?;
+            }
+        }
+    }
+    Ok(BotCommand::Top { board, page })
+}
+
+/// `+5`, `-3:30`, `5:45`, `UTC+2` → minutes east of UTC.
+fn parse_offset(text: &str) -> Result<i32, ParseError> {
+    let bad = ParseError::Usage { usage: usage::TIMEZONE };
+    let text = text.trim().trim_start_matches("UTC").trim_start_matches("utc").trim_start_matches("GMT");
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (hours, minutes) = rest.split_once(':').unwrap_or((rest, "0"));
+    let hours: i32 = hours.parse().map_err(|_| bad.clone())?;
+    let minutes: i32 = minutes.parse().map_err(|_| bad.clone())?;
+    if !(0..=14).contains(&hours) || !(0..60).contains(&minutes) {
+        return Err(bad);
+    }
+    Ok(sign * (hours * 60 + minutes))
+}
+
+fn parse_admin(args: &[&str]) -> Result<AdminAction, ParseError> {
+    let usage = ParseError::Usage { usage: usage::ADMIN };
+    let verb = args.first().map(|v| v.to_ascii_lowercase());
+    match (verb.as_deref(), args.get(1..).unwrap_or_default()) {
+        (Some("halt"), [ticker]) => Ok(AdminAction::Halt { ticker: Ticker::parse(ticker)?, halted: true }),
+        (Some("resume"), [ticker]) => Ok(AdminAction::Halt { ticker: Ticker::parse(ticker)?, halted: false }),
+        (Some("grant"), [player, amount]) => {
+            let player = player.parse::<i64>().map_err(|_| usage.clone())?;
+            let amount =
+                amount.replace(',', "").parse::<Decimal>().ok().filter(|a| *a > Decimal::ZERO).ok_or_else(|| {
+                    ParseError::Invalid(Rejection::BadPrice { given: (*amount).chars().take(32).collect() })
+                })?;
+            Ok(AdminAction::Grant { player, amount })
+        }
+        (Some("news"), [target, pct, text @ ..]) => {
+            let move_pct = pct
+                .trim_end_matches('%')
+                .parse::<Decimal>()
+                .ok()
+                .filter(|p| p.abs() <= Decimal::from(50) && !p.is_zero())
+                .ok_or(usage.clone())?;
+            let text: String = text.join(" ").chars().take(200).collect();
+            Ok(AdminAction::News { target: (*target).chars().take(32).collect(), move_pct, text })
+        }
+        _ => Err(usage),
     }
 }
 
@@ -251,7 +383,7 @@ mod tests {
 
     #[test]
     fn respects_addressee() {
-        assert!(matches!(parse("/top@StockBot", Some("stockbot")), Ok(BotCommand::Top)));
+        assert!(matches!(parse("/top@StockBot", Some("stockbot")), Ok(BotCommand::Top { .. })));
         assert_eq!(parse("/top@OtherBot", Some("stockbot")), Err(ParseError::NotForUs));
         assert_eq!(parse("hello", None), Err(ParseError::NotForUs));
     }

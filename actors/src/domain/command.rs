@@ -15,7 +15,7 @@ use super::profile::PaymentId;
 use super::rejection::Rejection;
 
 /// Something a player (or an operator) asks the exchange to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Opens the account with starting cash if it does not exist.
     Open {
@@ -99,6 +99,12 @@ pub enum Command {
         asset: AssetId,
         halted: bool,
     },
+    /// An operator's action whose effect is outside the exchange (e.g.
+    /// news through the price model), for the audit trail.
+    AdminNote {
+        admin: i64,
+        action: String,
+    },
 }
 
 impl Command {
@@ -121,7 +127,7 @@ impl Command {
             | Self::AwardSeason { player, .. }
             | Self::AdminGrant { player, .. } => Some(*player),
             Self::Place(request) => Some(request.player),
-            Self::Halt { .. } | Self::AdminHalt { .. } => None,
+            Self::Halt { .. } | Self::AdminHalt { .. } | Self::AdminNote { .. } => None,
         }
     }
 }
@@ -140,6 +146,8 @@ pub enum Outcome {
         cash: Decimal,
     },
     Halted,
+    /// An operator's note was logged.
+    Noted,
     Reviewed(Review),
     /// The new cash, the bonus paid and the streak.
     DailyClaimed {
@@ -179,6 +187,10 @@ impl Exchange {
             self.ensure_season(player, at_ms, out);
         }
         match *command {
+            Command::AdminNote { admin, ref action } => {
+                self.admin_note(admin, action.clone(), at_ms, out);
+                Ok(Outcome::Noted)
+            }
             Command::Open { player } => self.open_account(player, at_ms, out).map(|new| Outcome::Opened { new }),
             Command::Place(ref request) => self.place(request, at_ms, out).map(Outcome::Placed),
             Command::Cancel { player, order } => self.cancel(player, order, at_ms, out).map(Outcome::Cancelled),

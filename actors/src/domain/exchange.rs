@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod game;
 
-pub use game::{Review, Standing};
+pub use game::{Review, Standing, player_stats};
 
 use super::account::Account;
 use super::alert::{Alert, Perks};

@@ -31,6 +31,8 @@ pub struct Review {
     pub return_pct: Decimal,
     /// The player just became active: their referrer is due a reward.
     pub referrer_due: Option<PlayerId>,
+    /// Times the player went bankrupt (marked on the boards).
+    pub bankruptcies: u32,
 }
 
 /// A player's standing for the boards.
@@ -153,6 +155,7 @@ impl Exchange {
             net_worth: standing.net_worth,
             return_pct: standing.return_pct,
             referrer_due,
+            bankruptcies: account.profile.bankruptcies,
         })
     }
 
@@ -193,33 +196,7 @@ impl Exchange {
     }
 
     fn stats(&self, account: &Account, net_worth: Decimal) -> PlayerStats {
-        let profile = &account.profile;
-        let categories = self.universe.asset_categories();
-        let mut held: Vec<usize> = account
-            .positions
-            .iter()
-            .filter(|p| p.qty > 0)
-            .filter_map(|p| categories.get(p.asset.index()).copied())
-            .collect();
-        let assets_held = u32::try_from(held.len()).unwrap_or(u32::MAX);
-        held.sort_unstable();
-        held.dedup();
-        PlayerStats {
-            trades: account.trades,
-            profitable_sales: account.profitable_sales,
-            realized_pnl: account.realized_pnl,
-            categories_held: u32::try_from(held.len()).unwrap_or(u32::MAX),
-            assets_held,
-            daily_streak: profile.daily.streak,
-            net_worth,
-            level: self.game.progression.level_for_xp(profile.xp),
-            limit_orders_filled: account.resting_fills.saturating_sub(profile.stops_triggered),
-            stops_triggered: profile.stops_triggered,
-            crashes_survived: profile.crashes_survived,
-            bankruptcies: profile.bankruptcies,
-            best_season_rank: profile.best_season_rank,
-            referrals_rewarded: u32::try_from(profile.referees_rewarded.len()).unwrap_or(u32::MAX),
-        }
+        player_stats(account, net_worth, self.universe.asset_categories(), &self.game.progression)
     }
 
     /// Pays today's daily bonus (once per local day; the streak survives a
@@ -472,5 +449,42 @@ impl Exchange {
     /// Writes an operator's action to the log (its effect is its own event).
     pub fn admin_note(&mut self, admin: i64, action: String, at_ms: i64, out: &mut Vec<Stamped>) {
         self.emit(Event::AdminActed { admin, action }, at_ms, out);
+    }
+}
+
+/// The counters achievements are decided on, for a player with `account`
+/// and `net_worth`; `asset_categories` maps each asset to its category.
+#[must_use]
+pub fn player_stats(
+    account: &Account,
+    net_worth: Decimal,
+    asset_categories: &[usize],
+    progression: &crate::domain::progression::ProgressionRules,
+) -> PlayerStats {
+    let profile = &account.profile;
+    let mut held: Vec<usize> = account
+        .positions
+        .iter()
+        .filter(|p| p.qty > 0)
+        .filter_map(|p| asset_categories.get(p.asset.index()).copied())
+        .collect();
+    let assets_held = u32::try_from(held.len()).unwrap_or(u32::MAX);
+    held.sort_unstable();
+    held.dedup();
+    PlayerStats {
+        trades: account.trades,
+        profitable_sales: account.profitable_sales,
+        realized_pnl: account.realized_pnl,
+        categories_held: u32::try_from(held.len()).unwrap_or(u32::MAX),
+        assets_held,
+        daily_streak: profile.daily.streak,
+        net_worth,
+        level: progression.level_for_xp(profile.xp),
+        limit_orders_filled: account.resting_fills.saturating_sub(profile.stops_triggered),
+        stops_triggered: profile.stops_triggered,
+        crashes_survived: profile.crashes_survived,
+        bankruptcies: profile.bankruptcies,
+        best_season_rank: profile.best_season_rank,
+        referrals_rewarded: u32::try_from(profile.referees_rewarded.len()).unwrap_or(u32::MAX),
     }
 }
