@@ -7,6 +7,7 @@ pub mod config;
 pub mod coord;
 pub mod http;
 pub mod loadgen;
+pub mod playtest;
 pub mod simulate;
 pub mod startup;
 pub mod store;

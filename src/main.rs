@@ -45,6 +45,15 @@ enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Scripted players (honest and abusive) through the bot in simulated time; ends with the audit.
+    Playtest {
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        #[arg(long, default_value_t = 1000)]
+        players: u32,
+    },
 }
 
 /// Runs the server in an actix system until a signal stops it.
@@ -114,6 +123,9 @@ fn main() -> ExitCode {
         Command::Simulate { seed, hours, csv } => {
             stockbot::simulate::run(&settings.engine, seed, hours, csv.as_deref())
         }
+        Command::Playtest { seed, hours, players } => stockbot::playtest::run(&settings, seed, hours, players)
+            .map(|report| println!("{report}"))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
