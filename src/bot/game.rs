@@ -501,6 +501,34 @@ impl Bot {
         }
     }
 
+    /// Closes the season that ended last, once across all instances: the
+    /// top of its global board (kept as its archive) gets titles and season
+    /// achievements. Portfolios reset lazily, at each player's next action.
+    pub async fn award_finished_season(&self) {
+        let now = self.engine.now_ms();
+        let rules = &self.engine.game_rules().seasons;
+        let finished = rules.season_of(now).0 - 1;
+        let (_, ended_ms) = rules.season_bounds(actors::domain::season::SeasonId(finished));
+        if now < ended_ms {
+            return;
+        }
+        let once = format!("season-awarded:{finished}");
+        // Long enough to outlive the next season's end.
+        let ttl_ms = u64::try_from(rules.length_ms().saturating_mul(2)).unwrap_or(u64::MAX);
+        if !self.coordinator.first_seen(&once, ttl_ms).await.unwrap_or(false) {
+            return;
+        }
+        let key = board_key(TopBoard::NetWorth, finished, None, 0);
+        let Ok(top) = self.coordinator.board_range(&key, 0, TOP_PAGE_PLAYERS).await else { return };
+        for (index, (player, _)) in top.iter().enumerate() {
+            let rank = u32::try_from(index).unwrap_or(u32::MAX).saturating_add(1);
+            match self.engine.execute_one(Command::AwardSeason { player: *player, rank }).await {
+                Ok(_) => tracing::info!(season = finished + 1, rank, player_id = player.0, "season award"),
+                Err(rejected) => tracing::warn!(?rejected, player_id = player.0, "season award failed"),
+            }
+        }
+    }
+
     /// A group became a supergroup: its board moves to the new chat id.
     pub async fn migrate_group(&self, from_chat: i64, to_chat: i64) {
         let now = self.engine.now_ms();
