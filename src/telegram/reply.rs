@@ -60,13 +60,26 @@ pub struct Reply {
     /// A picture, when the reply is one (charts).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub photo: Option<ReplyPhoto>,
+    /// A Telegram Stars invoice to send after the text (payments on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoice: Option<InvoiceSpec>,
+}
+
+/// An invoice in Telegram Stars (`XTR`): one price, no provider token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvoiceSpec {
+    pub title: String,
+    pub description: String,
+    /// Comes back in `pre_checkout_query` and `successful_payment`.
+    pub payload: String,
+    pub stars: u32,
 }
 
 impl Reply {
     /// A reply without buttons.
     #[must_use]
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), buttons: Vec::new(), photo: None }
+        Self { text: text.into(), buttons: Vec::new(), photo: None, invoice: None }
     }
 
     /// Adds a row of buttons.

@@ -26,14 +26,15 @@ use actors::domain::ids::PlayerId;
 use actors::domain::order::Side;
 use actors::ports::{Notice, Notifier};
 use teloxide_core::payloads::{
-    AnswerCallbackQuerySetters, EditMessageTextSetters, SendMessageSetters, SendPhotoSetters,
+    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageTextSetters, SendInvoiceSetters,
+    SendMessageSetters, SendPhotoSetters,
 };
 use teloxide_core::requests::Requester;
-use teloxide_core::types::{CallbackQueryId, ChatId, MessageId, ParseMode};
+use teloxide_core::types::{CallbackQueryId, ChatId, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId};
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::{Notify, mpsc};
 
-use super::reply::{Button, Reply, escape, money};
+use super::reply::{Button, InvoiceSpec, Reply, escape, money};
 use crate::config::TelegramSettings;
 use scheduler::{Dispatch, Done, Job, Outcome, Prepared, Scheduler};
 
@@ -57,6 +58,13 @@ pub const BLOCKED_CHATS_MAX: usize = 100_000;
 pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// After the last handle is dropped, how long queued messages may still drain.
 const DRAIN_MAX_MS: u64 = 10_000;
+/// How often `SenderHandle::flush` looks at the queue.
+const FLUSH_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// Telegram's currency code for Stars.
+pub const STARS_CURRENCY: &str = "XTR";
+/// Telegram's limits on an invoice's title and description, in characters.
+const INVOICE_TITLE_CHARS_MAX: usize = 32;
+const INVOICE_DESCRIPTION_CHARS_MAX: usize = 255;
 
 /// Telegram's sending limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,15 +107,24 @@ pub enum Outgoing {
     Edit { chat_id: i64, message_id: i32, reply: Reply },
     /// `answerCallbackQuery`: not limited per chat, sent before queued messages.
     AnswerCallback { callback_query_id: String, text: Option<String> },
+    /// `sendInvoice` in Telegram Stars (`XTR`, one price, empty provider token).
+    Invoice { chat_id: i64, invoice: InvoiceSpec },
+    /// `answerPreCheckoutQuery`: `error: None` accepts the checkout, `Some`
+    /// refuses it with that message. Goes out like a callback answer (Telegram
+    /// waits 10 s at most).
+    AnswerPreCheckout { pre_checkout_query_id: String, error: Option<String> },
 }
 
 impl Outgoing {
-    /// The chat this goes to; `None` for callback answers.
+    /// The chat this goes to; `None` for callback and checkout answers.
     #[must_use]
     pub fn chat_id(&self) -> Option<i64> {
         match self {
-            Self::Text { chat_id, .. } | Self::Photo { chat_id, .. } | Self::Edit { chat_id, .. } => Some(*chat_id),
-            Self::AnswerCallback { .. } => None,
+            Self::Text { chat_id, .. }
+            | Self::Photo { chat_id, .. }
+            | Self::Edit { chat_id, .. }
+            | Self::Invoice { chat_id, .. } => Some(*chat_id),
+            Self::AnswerCallback { .. } | Self::AnswerPreCheckout { .. } => None,
         }
     }
 }
@@ -172,6 +189,22 @@ impl SenderHandle {
     #[must_use]
     pub fn metrics(&self) -> &Arc<SenderMetrics> {
         &self.shared.metrics
+    }
+
+    /// Waits until every accepted message is done (sent or given up), or
+    /// until `timeout` passes; returns whether the queue drained. For a
+    /// graceful stop: messages accepted meanwhile are waited for too.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.shared.metrics.queued.load(Ordering::Acquire) == 0 || self.shared.stopped.load(Ordering::Acquire) {
+                return self.shared.metrics.queued.load(Ordering::Acquire) == 0;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(FLUSH_POLL_INTERVAL).await;
+        }
     }
 
     /// Forgets that `chat_id` blocked the bot (call it when the chat writes
@@ -453,6 +486,24 @@ async fn execute(bot: &Bot, request: &Prepared) -> Result<(), RequestError> {
             }
             call.await.map(drop)
         }
+        Prepared::Invoice { chat_id, invoice } => {
+            let title: String = invoice.title.chars().take(INVOICE_TITLE_CHARS_MAX).collect();
+            let description: String = invoice.description.chars().take(INVOICE_DESCRIPTION_CHARS_MAX).collect();
+            let price = LabeledPrice::new(title.clone(), invoice.stars);
+            bot.send_invoice(ChatId(*chat_id), title, description, invoice.payload.clone(), STARS_CURRENCY, [price])
+                // Telegram Stars take no payment provider: its token is empty.
+                .provider_token("")
+                .await
+                .map(drop)
+        }
+        Prepared::PreCheckout { pre_checkout_query_id, error } => {
+            let id = PreCheckoutQueryId(pre_checkout_query_id.clone());
+            let mut call = bot.answer_pre_checkout_query(id, error.is_none());
+            if let Some(error) = error {
+                call = call.error_message(error.clone());
+            }
+            call.await.map(drop)
+        }
     }
 }
 
@@ -480,7 +531,7 @@ fn classify(result: Result<(), RequestError>, request: &Prepared, token: &str) -
             | ApiError::CantInitiateConversation
             | ApiError::CantTalkWithBots
             | ApiError::ChatNotFound
-                if !matches!(request, Prepared::Answer { .. }) =>
+                if !matches!(request, Prepared::Answer { .. } | Prepared::PreCheckout { .. }) =>
             {
                 Outcome::Blocked(detail())
             }
@@ -496,7 +547,9 @@ fn classify_unknown(description: &str, request: &Prepared, detail: String) -> Ou
         Outcome::Sent
     } else if SERVER_ERRORS.iter().any(|prefix| description.starts_with(prefix)) {
         Outcome::Transient(detail)
-    } else if description.starts_with("Forbidden") && !matches!(request, Prepared::Answer { .. }) {
+    } else if description.starts_with("Forbidden")
+        && !matches!(request, Prepared::Answer { .. } | Prepared::PreCheckout { .. })
+    {
         Outcome::Blocked(detail)
     } else {
         Outcome::Failed(detail)

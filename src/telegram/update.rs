@@ -1,17 +1,21 @@
 //! `UpdateHandler`: one Telegram update in, replies out through the sender.
 //! Messages run the command path; button presses are answered at once, then
 //! run once (a TTL lock per player and button makes a double press act once)
-//! and refresh the message they came from where that makes sense.
+//! and refresh the message they came from where that makes sense. Payments:
+//! a pre-checkout query is answered at once (accepted only for an invoice we
+//! issue, at today's price, in Stars), a successful payment grants premium
+//! (once per charge, engine-side). A group that became a supergroup takes its
+//! board along.
 
 use std::sync::Arc;
 
 use actors::domain::ids::PlayerId;
 use actors::ports::coordinator::Coordinator;
-use teloxide_core::types::{CallbackQuery, Message, Update, UpdateKind, User};
+use teloxide_core::types::{CallbackQuery, Message, PreCheckoutQuery, SuccessfulPayment, Update, UpdateKind, User};
 
 use super::reply::Reply;
-use super::sender::{Outgoing, SenderHandle};
-use crate::bot::{Bot, Speaker};
+use super::sender::{Outgoing, STARS_CURRENCY, SenderHandle};
+use crate::bot::{Bot, PREMIUM_PAYLOAD, Speaker};
 
 /// How long a button press blocks the same press (double taps, retries).
 pub const BUTTON_LOCK_TTL_MS: u64 = 10_000;
@@ -41,6 +45,7 @@ impl UpdateHandler {
         match update.kind {
             UpdateKind::Message(message) => self.on_message(&message).await,
             UpdateKind::CallbackQuery(query) => self.on_callback(query).await,
+            UpdateKind::PreCheckoutQuery(query) => self.on_pre_checkout(&query),
             // Edited messages never re-run a command (a trade must not repeat);
             // membership changes, stickers and the rest need no answer.
             _ => {}
@@ -48,26 +53,68 @@ impl UpdateHandler {
     }
 
     async fn on_message(&self, message: &Message) {
-        let Some(text) = message.text() else { return };
-        let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else { return };
-        let speaker = speaker_of(user);
         let chat_id = message.chat.id.0;
+        if let Some(to) = message.migrate_to_chat_id() {
+            // Telegram also sends a `migrate_from_chat_id` message in the new
+            // chat; acting on this one only moves the board once.
+            tracing::info!(from_chat = chat_id, to_chat = to.0, "group became a supergroup");
+            self.bot.migrate_group(chat_id, to.0).await;
+            return;
+        }
+        let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else { return };
+        let speaker = Speaker { chat: (!message.chat.is_private()).then_some(chat_id), ..speaker_of(user) };
         if message.chat.is_private() {
             // Writing to the bot means it is not blocked (any more).
             self.sender.unblock(chat_id);
         }
-        for reply in self.bot.handle_text(&speaker, text).await {
-            self.send(outgoing(chat_id, reply));
+        if let Some(payment) = message.successful_payment() {
+            self.on_payment(&speaker, chat_id, payment).await;
+            return;
         }
+        let Some(text) = message.text() else { return };
+        for reply in self.bot.handle_text(&speaker, text).await {
+            self.send_reply(chat_id, reply);
+        }
+    }
+
+    /// Telegram took the money: grant what was bought (the engine grants
+    /// once per charge id, so a redelivered payment does not grant twice).
+    async fn on_payment(&self, speaker: &Speaker, chat_id: i64, payment: &SuccessfulPayment) {
+        let charge_id = &payment.telegram_payment_charge_id.0;
+        tracing::info!(
+            player_id = speaker.player.0,
+            charge_id = %charge_id,
+            stars = payment.total_amount,
+            currency = %payment.currency,
+            "successful payment"
+        );
+        // A redelivered payment gets no reply: the engine saw its charge id.
+        for reply in self.bot.grant_payment(speaker, charge_id, &payment.invoice_payload).await {
+            self.send_reply(chat_id, reply);
+        }
+    }
+
+    /// Answers at once: Telegram cancels a checkout not answered within 10 s.
+    fn on_pre_checkout(&self, query: &PreCheckoutQuery) {
+        let error = checkout_refusal(
+            &query.currency,
+            query.total_amount,
+            &query.invoice_payload,
+            self.bot.premium_price_stars(),
+        );
+        if let Some(reason) = &error {
+            tracing::info!(player_id = query.from.id.0, %reason, "checkout refused");
+        }
+        self.send(Outgoing::AnswerPreCheckout { pre_checkout_query_id: query.id.0.clone(), error });
     }
 
     async fn on_callback(&self, query: CallbackQuery) {
         // First: stop the button's spinner, before any work.
         self.send(Outgoing::AnswerCallback { callback_query_id: query.id.0.clone(), text: None });
         let Some(data) = query.data.as_deref() else { return };
-        let speaker = speaker_of(&query.from);
         let Some(message) = query.message.as_ref() else { return };
         let (chat_id, message_id) = (message.chat().id.0, message.id().0);
+        let speaker = Speaker { chat: (!message.chat().is_private()).then_some(chat_id), ..speaker_of(&query.from) };
         let lock_key = format!("btn:{}:{chat_id}:{message_id}:{data}", speaker.player.0);
         match self.coordinator.try_lock(&lock_key, BUTTON_LOCK_TTL_MS).await {
             Ok(Some(_)) => {}
@@ -84,11 +131,20 @@ impl UpdateHandler {
         }
         let refreshes = REFRESHING_COMMANDS.iter().any(|command| data.split_whitespace().next() == Some(command));
         for reply in self.bot.handle_text(&speaker, data).await {
-            if refreshes && reply.photo.is_none() {
+            if refreshes && reply.photo.is_none() && reply.invoice.is_none() {
                 self.send(Outgoing::Edit { chat_id, message_id, reply });
             } else {
-                self.send(outgoing(chat_id, reply));
+                self.send_reply(chat_id, reply);
             }
+        }
+    }
+
+    /// Queues a reply: its text (or photo), then its invoice if it has one.
+    fn send_reply(&self, chat_id: i64, mut reply: Reply) {
+        let invoice = reply.invoice.take();
+        self.send(outgoing(chat_id, reply));
+        if let Some(invoice) = invoice {
+            self.send(Outgoing::Invoice { chat_id, invoice });
         }
     }
 
@@ -97,6 +153,22 @@ impl UpdateHandler {
             tracing::warn!(?error, "reply not queued");
         }
     }
+}
+
+/// Why a checkout is refused (shown to the payer), or `None` to accept it:
+/// only our own premium invoice, in Stars, at the price configured now.
+#[must_use]
+pub fn checkout_refusal(currency: &str, total_amount: u32, payload: &str, price_stars: Option<u32>) -> Option<String> {
+    let Some(price) = price_stars else {
+        return Some("Payments are switched off right now. Nothing was charged.".to_owned());
+    };
+    if !payload.starts_with(PREMIUM_PAYLOAD) || currency != STARS_CURRENCY {
+        return Some("This invoice is not one of ours. Send /premium for a new one.".to_owned());
+    }
+    if total_amount != price {
+        return Some(format!("The price is now {price} ⭐. Send /premium for a new invoice."));
+    }
+    None
 }
 
 /// A reply as a message: a photo with caption when it carries one.
@@ -116,5 +188,22 @@ pub fn speaker_of(user: &User) -> Speaker {
         name.push_str(last);
     }
     let player = PlayerId(i64::try_from(user.id.0).unwrap_or(i64::MAX));
-    Speaker { player, name: name.chars().take(64).collect() }
+    Speaker { player, chat: None, name: name.chars().take(64).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_premium_invoice_in_stars_at_todays_price_checks_out() {
+        assert_eq!(checkout_refusal("XTR", 50, "premium", Some(50)), None);
+        assert_eq!(checkout_refusal("XTR", 50, "premium:42", Some(50)), None);
+        let refused = |currency, amount, payload, price| checkout_refusal(currency, amount, payload, price).is_some();
+        assert!(refused("XTR", 50, "premium", None), "payments off");
+        assert!(refused("USD", 50, "premium", Some(50)), "not Stars");
+        assert!(refused("XTR", 50, "gift", Some(50)), "not our payload");
+        assert!(refused("XTR", 50, "", Some(50)), "empty payload");
+        assert!(refused("XTR", 40, "premium", Some(50)), "an old price");
+    }
 }

@@ -18,7 +18,7 @@ use super::{
     ATTEMPTS_MAX, BLOCKED_CHATS_MAX, BLOCKED_TTL_MS, CHAT_QUEUE_MAX, IN_FLIGHT_MAX, Outgoing, RETRY_AFTER_MAX,
     RateLimits, SendError, SenderMetrics,
 };
-use crate::telegram::reply::Button;
+use crate::telegram::reply::{Button, InvoiceSpec};
 
 const BACKOFF_FIRST_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
@@ -54,17 +54,47 @@ pub(super) struct Done {
 /// A message ready to be sent: keyboard built once, photo shared across retries.
 #[derive(Debug, Clone)]
 pub(super) enum Prepared {
-    Text { chat_id: i64, text: String, markup: Option<InlineKeyboardMarkup> },
-    Photo { chat_id: i64, photo: InputFile, caption: String, markup: Option<InlineKeyboardMarkup> },
-    Edit { chat_id: i64, message_id: i32, text: String, markup: Option<InlineKeyboardMarkup> },
-    Answer { callback_query_id: String, text: Option<String> },
+    Text {
+        chat_id: i64,
+        text: String,
+        markup: Option<InlineKeyboardMarkup>,
+    },
+    Photo {
+        chat_id: i64,
+        photo: InputFile,
+        caption: String,
+        markup: Option<InlineKeyboardMarkup>,
+    },
+    Edit {
+        chat_id: i64,
+        message_id: i32,
+        text: String,
+        markup: Option<InlineKeyboardMarkup>,
+    },
+    Answer {
+        callback_query_id: String,
+        text: Option<String>,
+    },
+    /// `sendInvoice` in Telegram Stars.
+    Invoice {
+        chat_id: i64,
+        invoice: InvoiceSpec,
+    },
+    /// `answerPreCheckoutQuery`: ok without an error message.
+    PreCheckout {
+        pre_checkout_query_id: String,
+        error: Option<String>,
+    },
 }
 
 impl Prepared {
     fn retarget(&mut self, to: i64) {
         match self {
-            Self::Text { chat_id, .. } | Self::Photo { chat_id, .. } | Self::Edit { chat_id, .. } => *chat_id = to,
-            Self::Answer { .. } => {}
+            Self::Text { chat_id, .. }
+            | Self::Photo { chat_id, .. }
+            | Self::Edit { chat_id, .. }
+            | Self::Invoice { chat_id, .. } => *chat_id = to,
+            Self::Answer { .. } | Self::PreCheckout { .. } => {}
         }
     }
 }
@@ -96,6 +126,11 @@ impl Job {
             }
             Outgoing::AnswerCallback { callback_query_id, text } => {
                 (Lane::Callback, Prepared::Answer { callback_query_id, text })
+            }
+            Outgoing::Invoice { chat_id, invoice } => (Lane::Chat(chat_id), Prepared::Invoice { chat_id, invoice }),
+            // Telegram gives a checkout 10 s: it goes out with the callback answers.
+            Outgoing::AnswerPreCheckout { pre_checkout_query_id, error } => {
+                (Lane::Callback, Prepared::PreCheckout { pre_checkout_query_id, error })
             }
         };
         (lane, Self { request, attempts: 0, retries_429: 0 })
@@ -559,6 +594,8 @@ mod tests {
             Prepared::Text { text, .. } | Prepared::Edit { text, .. } => text,
             Prepared::Photo { caption, .. } => caption,
             Prepared::Answer { callback_query_id, .. } => callback_query_id,
+            Prepared::Invoice { invoice, .. } => &invoice.title,
+            Prepared::PreCheckout { pre_checkout_query_id, .. } => pre_checkout_query_id,
         }
     }
 
@@ -684,6 +721,22 @@ mod tests {
         }
         assert_eq!(send_all_at(&mut s, t0), ["q1", "q2", "a0"]);
         assert_eq!(send_all_at(&mut s, t0 + ms(1_000)), ["b0"]);
+    }
+
+    #[test]
+    fn checkout_answers_jump_the_queue_and_an_invoice_follows_its_text() {
+        let t0 = Instant::now();
+        let mut s = scheduler(limits(10, 1, 20), 100, t0);
+        push_text(&mut s, 1, "premium", t0).unwrap();
+        let invoice =
+            InvoiceSpec { title: "inv".into(), description: "d".into(), payload: "premium".into(), stars: 50 };
+        let (lane, job) = Job::prepare(Outgoing::Invoice { chat_id: 1, invoice });
+        s.push(lane, job, t0).unwrap();
+        let answer = Outgoing::AnswerPreCheckout { pre_checkout_query_id: "pcq".into(), error: None };
+        let (lane, job) = Job::prepare(answer);
+        s.push(lane, job, t0).unwrap();
+        assert_eq!(send_all_at(&mut s, t0), ["pcq", "premium"]);
+        assert_eq!(send_all_at(&mut s, t0 + ms(1_000)), ["inv"]);
     }
 
     #[test]
