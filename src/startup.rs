@@ -1,9 +1,11 @@
 //! `Application`: builds everything from `Settings` — store, engine, bot,
 //! HTTP server — binds (port 0 in tests), and runs until SIGINT/SIGTERM, then
-//! flushes the engine before returning.
+//! stops in order: no more updates, the ones taken handled, the replies sent,
+//! the HTTP server closed, the engine flushed.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::Actor;
 use actix_web::dev::Server;
@@ -13,7 +15,7 @@ use actors::engine::{Engine, EngineDeps, EngineError};
 use actors::ports::coordinator::Coordinator;
 use actors::ports::{Notifier, NullNotifier, Store};
 
-use crate::bot::Bot;
+use crate::bot::{Bot, GameOptions};
 use crate::config::Settings;
 use crate::coord::fallback::FallbackCoordinator;
 use crate::coord::local::LocalCoordinator;
@@ -21,7 +23,15 @@ use crate::http::{self, AppState};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::postgres::PostgresStore;
 use crate::telegram;
-use crate::telegram::sender::TelegramNotifier;
+use crate::telegram::front::RunningFront;
+use crate::telegram::sender::{SenderHandle, TelegramNotifier};
+
+/// At a stop, longest wait for the updates already taken to be handled.
+pub const STOP_UPDATES_DRAIN_MAX_MS: u64 = 10_000;
+/// At a stop, longest wait for queued Telegram messages to go out.
+pub const STOP_SEND_DRAIN_MAX_MS: u64 = 10_000;
+/// After the engine's flush, longest wait for the notices it sent meanwhile.
+pub const STOP_NOTICES_DRAIN_MAX_MS: u64 = 2_000;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +51,8 @@ pub struct Application {
     address: SocketAddr,
     server: Server,
     engine: Engine,
+    front: Option<RunningFront>,
+    sender: Option<SenderHandle>,
 }
 
 impl Application {
@@ -65,11 +77,18 @@ impl Application {
         let feed = http::stream::PriceFeed::new(Arc::clone(engine.universe()), prices.clone()).start();
         engine.subscribe(feed.recipient());
         let username = telegram.as_ref().and_then(|client| client.username.clone());
-        let bot = Bot::new(engine.clone(), Arc::clone(&store), username);
-        let ingest = match &telegram {
+        let options = GameOptions {
+            admins: settings.admin_ids(),
+            // A price of 0 cannot be invoiced: payments stay off.
+            premium_price_stars: settings.premium_price_stars.filter(|stars| *stars > 0),
+            ..GameOptions::default()
+        };
+        let bot = Bot::new(engine.clone(), Arc::clone(&store), username).with_game(Arc::clone(&coordinator), options);
+        let front = match &telegram {
             Some(client) => Some(telegram::front::start(client, bot.clone(), Arc::clone(&coordinator), settings).await),
             None => None,
         };
+        let sender = telegram.as_ref().map(|client| client.sender.clone());
         let state = AppState {
             bot,
             store,
@@ -81,8 +100,8 @@ impl Application {
                 .as_ref()
                 .map(|t| t.expose().to_owned())
                 .filter(|t| !t.is_empty()),
-            ingest,
-            sender: telegram.as_ref().map(|client| client.sender.clone()),
+            ingest: front.as_ref().map(|front| front.ingest.clone()),
+            sender: sender.clone(),
             prices: Some(prices),
         };
         let listener = TcpListener::bind(&settings.bind)
@@ -95,7 +114,7 @@ impl Application {
             .shutdown_timeout(10)
             .disable_signals()
             .run();
-        Ok(Self { address, server, engine })
+        Ok(Self { address, server, engine, front, sender })
     }
 
     /// Where the server listens.
@@ -110,25 +129,46 @@ impl Application {
         &self.engine
     }
 
-    /// Serves until SIGINT/SIGTERM, then stops taking connections, lets
-    /// requests in flight finish, and flushes all state before returning.
+    /// Serves until SIGINT/SIGTERM, then stops gracefully: takes no more
+    /// Telegram updates (the webhook answers 503, polling stops), handles the
+    /// ones already taken, sends the queued replies (each wait bounded), stops
+    /// taking connections and lets requests in flight finish, and flushes all
+    /// state before returning.
     ///
     /// # Errors
     /// The server's I/O error, or a final flush that failed.
-    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+    pub async fn run_until_stopped(mut self) -> Result<(), StartupError> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
         wait_for_signal().await;
-        tracing::info!("signal received: draining requests");
+        if let Some(front) = self.front.as_mut() {
+            tracing::info!("signal received: handling the updates already taken");
+            if !front.stop(Duration::from_millis(STOP_UPDATES_DRAIN_MAX_MS)).await {
+                tracing::warn!("some updates were still being handled at the stop");
+            }
+        }
+        flush_sender(self.sender.as_ref(), STOP_SEND_DRAIN_MAX_MS).await;
+        tracing::info!("draining requests");
         handle.stop(true).await;
         let served = server.await;
         tracing::info!("flushing state");
         self.engine.shutdown().await?;
+        flush_sender(self.sender.as_ref(), STOP_NOTICES_DRAIN_MAX_MS).await;
         tracing::info!("stopped cleanly");
         match served {
             Ok(result) => result.map_err(|source| StartupError::Bind { bind: self.address.to_string(), source }),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// Waits (at most `timeout_ms`) for the Telegram messages queued so far.
+async fn flush_sender(sender: Option<&SenderHandle>, timeout_ms: u64) {
+    let Some(sender) = sender else { return };
+    tracing::info!("sending the queued Telegram messages");
+    if !sender.flush(Duration::from_millis(timeout_ms)).await {
+        let left = sender.metrics().queued.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(left, "Telegram messages left unsent at the stop");
     }
 }
 

@@ -1,7 +1,8 @@
 //! `POST /telegram/webhook`: checks the secret header (constant time), parses
 //! the update, hands it to ingest and answers at once. Wrong or missing
 //! secret → 401; body over 1 MiB → 413; malformed JSON → 400; unknown update
-//! kinds → 200 and ignored; ingest full → 503 so Telegram retries later.
+//! kinds → 200 and ignored; ingest full, or the server stopping → 503 so
+//! Telegram retries later.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use teloxide_core::types::Update;
@@ -36,5 +37,8 @@ pub async fn webhook(state: web::Data<AppState>, request: HttpRequest, body: web
         Err(Refused::Full) => HttpResponse::ServiceUnavailable()
             .insert_header(("Retry-After", "5"))
             .json(ErrorBody::new("busy; retry later")),
+        Err(Refused::Stopping) => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(ErrorBody::new("stopping; retry later")),
     }
 }

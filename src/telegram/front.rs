@@ -1,6 +1,7 @@
 //! `TelegramFront`: the bot's presence on Telegram — the Bot API client, the
 //! rate-limited sender, update ingest, and either the webhook registration
-//! (`setWebhook`, `setMyCommands`) or the polling loop.
+//! (`setWebhook`, `setMyCommands`) or the polling loop — and their graceful
+//! stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,25 +85,50 @@ async fn get_username(api: &BotApi) -> Option<String> {
     None
 }
 
-/// Starts ingest and the update source; returns the ingest for the webhook.
+/// The update source at work: ingest (which the webhook feeds) and, in
+/// polling mode, the polling task.
+pub struct RunningFront {
+    pub ingest: Ingest,
+    poller: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningFront {
+    /// Graceful stop, first half: takes no more updates (the webhook answers
+    /// 503 from now on; polling stops and confirms what it took), then waits
+    /// up to `timeout` for the updates already taken to be handled. Returns
+    /// whether they all were.
+    pub async fn stop(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.ingest.close();
+        if let Some(poller) = self.poller.take()
+            && tokio::time::timeout_at(deadline, poller).await.is_err()
+        {
+            tracing::warn!("the polling loop did not stop in time");
+        }
+        self.ingest.drain(deadline.saturating_duration_since(tokio::time::Instant::now())).await
+    }
+}
+
+/// Starts ingest and the update source.
 pub async fn start(
     client: &TelegramClient,
     bot: Bot,
     coordinator: Arc<dyn Coordinator>,
     settings: &Settings,
-) -> Ingest {
+) -> RunningFront {
     let handler = UpdateHandler::new(bot, client.sender.clone(), Arc::clone(&coordinator));
     let ingest = Ingest::start(handler, coordinator, INGEST_QUEUE_MAX, INGEST_CONCURRENCY_MAX);
-    match client.mode {
-        Mode::Polling => {
-            actix::spawn(polling::run(client.api.clone(), ingest.clone()));
+    let poller = match client.mode {
+        Mode::Polling => Some(actix::spawn(polling::run(client.api.clone(), ingest.clone()))),
+        Mode::Webhook => {
+            register_webhook(&client.api, settings).await;
+            None
         }
-        Mode::Webhook => register_webhook(&client.api, settings).await,
-    }
+    };
     if let Err(error) = client.api.set_my_commands(menu()).await {
         tracing::warn!(%error, "setMyCommands failed");
     }
-    ingest
+    RunningFront { ingest, poller }
 }
 
 async fn register_webhook(api: &BotApi, settings: &Settings) {
@@ -135,6 +161,13 @@ fn menu() -> Vec<MenuCommand> {
         ("orders", "Your open orders"),
         ("history", "Your trades"),
         ("chart", "A price chart"),
+        ("top", "The leaderboard (in a group: this group's)"),
+        ("daily", "Claim your daily bonus"),
+        ("level", "Your level and XP"),
+        ("achievements", "Your achievements"),
+        ("alert", "Price alert: /alert TICKER > PRICE"),
+        ("alerts", "Your price alerts"),
+        ("premium", "What premium gives"),
         ("help", "All commands"),
     ]
     .into_iter()

@@ -1,14 +1,16 @@
 //! Ingest: the bounded queue between receiving updates (webhook or polling)
 //! and handling them, with dedup by `update_id` through the Coordinator (so
 //! two instances behind one balancer never both process an update) and a cap
-//! on updates handled at once.
+//! on updates handled at once. For a graceful stop it can be closed (no more
+//! updates taken) and drained (every update taken is handled).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use actors::ports::coordinator::Coordinator;
 use teloxide_core::types::Update;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use super::update::UpdateHandler;
 
@@ -29,14 +31,53 @@ pub struct IngestMetrics {
 pub enum Refused {
     /// The queue is full: Telegram should retry later (503).
     Full,
+    /// The server is stopping: Telegram should retry later (503), with
+    /// this instance or another.
+    Stopping,
 }
 
 /// The receiving end's handle.
 #[derive(Clone)]
 pub struct Ingest {
-    queue: mpsc::Sender<Update>,
+    queue: mpsc::Sender<(Update, Entry)>,
     coordinator: Arc<dyn Coordinator>,
     metrics: Arc<IngestMetrics>,
+    gate: Arc<Gate>,
+}
+
+/// Open or closed, and how many updates are inside (being offered, queued
+/// or being handled).
+#[derive(Default)]
+struct Gate {
+    closed: AtomicBool,
+    /// Woken when the gate closes.
+    closing: Notify,
+    inside: AtomicUsize,
+    /// Woken when the last update inside leaves.
+    empty: Notify,
+}
+
+impl Gate {
+    /// Lets one update in, unless the gate is closed. The count goes up
+    /// before the check, so `drain` (which closes first, then waits for the
+    /// count to reach 0) never misses an update that got in.
+    fn enter(self: &Arc<Self>) -> Option<Entry> {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let entry = Entry(Arc::clone(self));
+        (!self.closed.load(Ordering::SeqCst)).then_some(entry)
+    }
+}
+
+/// One update inside the gate; it leaves when this is dropped (handled,
+/// refused, or a duplicate).
+struct Entry(Arc<Gate>);
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if self.0.inside.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.empty.notify_waiters();
+        }
+    }
 }
 
 impl Ingest {
@@ -49,22 +90,66 @@ impl Ingest {
         queue_max: usize,
         concurrency_max: usize,
     ) -> Self {
-        let (queue, mut updates) = mpsc::channel::<Update>(queue_max.max(1));
+        let (queue, mut updates) = mpsc::channel::<(Update, Entry)>(queue_max.max(1));
         let metrics = Arc::new(IngestMetrics::default());
         let slots = Arc::new(Semaphore::new(concurrency_max.max(1)));
         let counters = Arc::clone(&metrics);
         actix::spawn(async move {
-            while let Some(update) = updates.recv().await {
+            while let Some((update, entry)) = updates.recv().await {
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
                 let (handler, counters) = (handler.clone(), Arc::clone(&counters));
                 actix::spawn(async move {
                     handler.handle(update).await;
                     counters.handled.fetch_add(1, Ordering::Relaxed);
                     drop(slot);
+                    drop(entry);
                 });
             }
         });
-        Self { queue, coordinator, metrics }
+        Self { queue, coordinator, metrics, gate: Arc::new(Gate::default()) }
+    }
+
+    /// Takes no more updates: `offer` and `push` refuse from now on.
+    pub fn close(&self) {
+        self.gate.closed.store(true, Ordering::SeqCst);
+        self.gate.closing.notify_waiters();
+    }
+
+    /// Whether `close` was called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.gate.closed.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `close` has been called.
+    pub async fn closed(&self) {
+        loop {
+            let closing = self.gate.closing.notified();
+            tokio::pin!(closing);
+            closing.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            closing.await;
+        }
+    }
+
+    /// Closes, then waits until every update taken has been handled, or
+    /// `timeout` passes; returns whether all were handled.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        self.close();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let empty = self.gate.empty.notified();
+            tokio::pin!(empty);
+            empty.as_mut().enable();
+            if self.gate.inside.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, empty).await.is_err() {
+                return self.gate.inside.load(Ordering::SeqCst) == 0;
+            }
+        }
     }
 
     /// The counters.
@@ -73,13 +158,16 @@ impl Ingest {
         &self.metrics
     }
 
-    /// Takes an update unless the queue is full; repeats are accepted and
-    /// dropped. Never waits for room (the webhook answers 503 instead).
+    /// Takes an update unless the queue is full or ingest is closed;
+    /// repeats are accepted and dropped. Never waits for room (the webhook
+    /// answers 503 instead).
     ///
     /// # Errors
-    /// `Refused::Full` when the queue has no room.
+    /// `Refused::Full` when the queue has no room, `Refused::Stopping` once
+    /// closed; either way the update is not marked as seen.
     pub async fn offer(&self, update: Update) -> Result<(), Refused> {
         self.metrics.received.fetch_add(1, Ordering::Relaxed);
+        let Some(entry) = self.gate.enter() else { return Err(Refused::Stopping) };
         // Reserve room first: an update marked as seen must not then be refused.
         let Ok(permit) = self.queue.try_reserve() else {
             self.metrics.refused_full.fetch_add(1, Ordering::Relaxed);
@@ -88,17 +176,25 @@ impl Ingest {
         if !self.first_time(&update).await {
             return Ok(());
         }
-        permit.send(update);
+        permit.send((update, entry));
         Ok(())
     }
 
     /// Takes an update, waiting for room (polling: back-pressure, no loss).
-    pub async fn push(&self, update: Update) {
+    /// Returns whether it was taken (a duplicate counts as taken); `false`
+    /// once ingest is closed, and then the update is not marked as seen.
+    pub async fn push(&self, update: Update) -> bool {
         self.metrics.received.fetch_add(1, Ordering::Relaxed);
-        let Ok(permit) = self.queue.reserve().await else { return };
+        let Some(entry) = self.gate.enter() else { return false };
+        let permit = tokio::select! {
+            permit = self.queue.reserve() => permit,
+            () = self.closed() => return false,
+        };
+        let Ok(permit) = permit else { return false };
         if self.first_time(&update).await {
-            permit.send(update);
+            permit.send((update, entry));
         }
+        true
     }
 
     async fn first_time(&self, update: &Update) -> bool {

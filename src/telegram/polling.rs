@@ -1,7 +1,9 @@
 //! Polling mode: `deleteWebhook`, then a `getUpdates` long-poll loop. Each
 //! update is pushed to ingest (waiting for room) before the next call
 //! confirms it via `offset`, so none is lost; dedup by `update_id` keeps a
-//! redelivered one from acting twice.
+//! redelivered one from acting twice. When ingest closes (graceful stop) the
+//! loop ends with one short `getUpdates` that confirms what it handed over,
+//! so a restart does not get those again.
 
 use std::time::Duration;
 
@@ -17,48 +19,81 @@ pub const POLL_TIMEOUT_SECS: u32 = 25;
 /// Most updates fetched per call.
 pub const POLL_BATCH_MAX: u8 = 100;
 const ERROR_BACKOFF_MAX_MS: u64 = 10_000;
+/// Longest the final confirming `getUpdates` may take at a stop.
+const CONFIRM_TIMEOUT_MS: u64 = 5_000;
 
-/// The update kinds the bot handles.
+/// The update kinds the bot handles: messages (commands, successful
+/// payments, group migrations), button presses and pre-checkout queries.
+/// Nothing else is asked for (edits, membership changes, polls… are ignored).
 #[must_use]
 pub fn allowed_updates() -> Vec<AllowedUpdate> {
-    vec![
-        AllowedUpdate::Message,
-        AllowedUpdate::CallbackQuery,
-        AllowedUpdate::MyChatMember,
-        AllowedUpdate::PreCheckoutQuery,
-    ]
+    vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::PreCheckoutQuery]
 }
 
-/// Runs forever (until the task is dropped).
+/// Runs until ingest closes, then confirms what it took and returns.
 pub async fn run(bot: Bot, ingest: Ingest) {
     let mut backoff_ms = 250;
-    while let Err(error) = bot.delete_webhook().await {
+    loop {
+        let deleted = tokio::select! {
+            deleted = bot.delete_webhook() => deleted,
+            () = ingest.closed() => return,
+        };
+        let Err(error) = deleted else { break };
         tracing::warn!(%error, "deleteWebhook failed; retrying");
-        actix::clock::sleep(Duration::from_millis(backoff_ms)).await;
-        backoff_ms = (backoff_ms * 2).min(ERROR_BACKOFF_MAX_MS);
+        backoff_ms = backoff(&ingest, backoff_ms).await;
     }
     let mut offset: Option<i32> = None;
     backoff_ms = 250;
-    loop {
+    while !ingest.is_closed() {
         let mut request =
             bot.get_updates().timeout(POLL_TIMEOUT_SECS).limit(POLL_BATCH_MAX).allowed_updates(allowed_updates());
         if let Some(offset) = offset {
             request = request.offset(offset);
         }
-        match request.await {
+        // A long poll cut short by the stop is simply not used: nothing it
+        // would have brought is confirmed, so Telegram keeps it.
+        let polled = tokio::select! {
+            polled = request => polled,
+            () = ingest.closed() => break,
+        };
+        match polled {
             Ok(updates) => {
                 backoff_ms = 250;
                 for update in updates {
                     let next = i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1);
-                    ingest.push(update).await;
+                    if !ingest.push(update).await {
+                        break;
+                    }
                     offset = Some(next);
                 }
             }
             Err(error) => {
                 tracing::warn!(%error, "getUpdates failed; retrying");
-                actix::clock::sleep(Duration::from_millis(backoff_ms)).await;
-                backoff_ms = (backoff_ms * 2).min(ERROR_BACKOFF_MAX_MS);
+                backoff_ms = backoff(&ingest, backoff_ms).await;
             }
         }
+    }
+    if let Some(offset) = offset {
+        confirm(&bot, offset).await;
+    }
+}
+
+/// Sleeps `backoff_ms` (less if ingest closes meanwhile); returns the next backoff.
+async fn backoff(ingest: &Ingest, backoff_ms: u64) -> u64 {
+    tokio::select! {
+        () = actix::clock::sleep(Duration::from_millis(backoff_ms)) => {}
+        () = ingest.closed() => {}
+    }
+    (backoff_ms * 2).min(ERROR_BACKOFF_MAX_MS)
+}
+
+/// Confirms every update below `offset` without waiting for new ones (what
+/// such a call returns stays unconfirmed: the next run gets it).
+async fn confirm(bot: &Bot, offset: i32) {
+    let request = bot.get_updates().offset(offset).timeout(0).limit(1).allowed_updates(allowed_updates());
+    match tokio::time::timeout(Duration::from_millis(CONFIRM_TIMEOUT_MS), request).await {
+        Ok(Ok(_)) => tracing::info!(offset, "updates taken so far confirmed to Telegram"),
+        Ok(Err(error)) => tracing::warn!(%error, "confirming the last updates failed; they will come again"),
+        Err(_) => tracing::warn!("confirming the last updates timed out; they will come again"),
     }
 }
