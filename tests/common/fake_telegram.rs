@@ -370,6 +370,53 @@ impl FakeTelegram {
             }
         })
     }
+
+    /// The service message Telegram sends in `user_id`'s private chat once a
+    /// Stars payment went through.
+    pub fn successful_payment_update(user_id: i64, payload: &str, total_amount: i64, charge_id: &str) -> Value {
+        json!({
+            "message": {
+                "message_id": next_incoming_id(),
+                "date": unix_now(),
+                "chat": chat_json(user_id),
+                "from": user_json(user_id),
+                "successful_payment": {
+                    "currency": "XTR",
+                    "total_amount": total_amount,
+                    "invoice_payload": payload,
+                    "telegram_payment_charge_id": charge_id,
+                    "provider_payment_charge_id": "",
+                },
+            }
+        })
+    }
+
+    /// The service message in group `chat_id` when `user_id` upgraded it to
+    /// the supergroup `to_chat_id`.
+    pub fn migrate_to_update(user_id: i64, chat_id: i64, to_chat_id: i64) -> Value {
+        json!({
+            "message": {
+                "message_id": next_incoming_id(),
+                "date": unix_now(),
+                "chat": chat_json(chat_id),
+                "from": user_json(user_id),
+                "migrate_to_chat_id": to_chat_id,
+            }
+        })
+    }
+
+    /// Its twin in the new supergroup `chat_id`, naming the old group.
+    pub fn migrate_from_update(user_id: i64, chat_id: i64, from_chat_id: i64) -> Value {
+        json!({
+            "message": {
+                "message_id": next_incoming_id(),
+                "date": unix_now(),
+                "chat": chat_json(chat_id),
+                "from": user_json(user_id),
+                "migrate_from_chat_id": from_chat_id,
+            }
+        })
+    }
 }
 
 impl Drop for FakeTelegram {
@@ -658,6 +705,19 @@ fn answer(state: &State, method: &str, params: &Value, files: &HashMap<String, V
                     return bad_request(&format!("parameter \"{field}\" is required"));
                 }
             }
+            // Telegram's limits: title 1-32 characters, description 1-255, payload 1-128 bytes.
+            let chars = |field: &str| params[field].as_str().map_or(0, |text| text.chars().count());
+            if chars("title") > 32 || chars("description") > 255 || params["payload"].as_str().map_or(0, str::len) > 128
+            {
+                return bad_request("invoice title, description or payload is too long");
+            }
+            // Stars: currency XTR, exactly one price, no payment provider.
+            if params["currency"] == "XTR"
+                && (params["prices"].as_array().map_or(0, Vec::len) != 1
+                    || params["provider_token"].as_str().is_some_and(|token| !token.is_empty()))
+            {
+                return bad_request("Stars invoices take one price and an empty provider_token");
+            }
             let Some(prices) = params["prices"].as_array().filter(|p| !p.is_empty()) else {
                 return bad_request("parameter \"prices\" is required");
             };
@@ -675,6 +735,9 @@ fn answer(state: &State, method: &str, params: &Value, files: &HashMap<String, V
         "answerPreCheckoutQuery" => {
             if params["pre_checkout_query_id"].as_str().is_none() || params["ok"].as_bool().is_none() {
                 return bad_request("parameters \"pre_checkout_query_id\" and \"ok\" are required");
+            }
+            if params["ok"] == json!(false) && params["error_message"].as_str().is_none_or(str::is_empty) {
+                return bad_request("error_message is required when ok is false");
             }
             ok(json!(true))
         }

@@ -4,6 +4,7 @@
 
 pub mod fake_telegram;
 pub mod proxy;
+pub mod rig;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
