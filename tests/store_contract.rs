@@ -18,10 +18,14 @@ mod scenario;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actors::domain::account::Account;
+use actors::domain::alert::Entitlement;
 use actors::domain::command::Command;
-use actors::domain::event::{Event, Stamped};
+use actors::domain::daily::{DAY_MS, UtcOffset};
+use actors::domain::event::{CancelReason, Event, ResetReason, Stamped};
 use actors::domain::ids::{AssetId, PlayerId};
 use actors::domain::order::Side;
+use actors::domain::profile::{GameChange, PaymentId};
 use actors::ports::memory::MemoryStore;
 use actors::ports::{EventBatch, Store, StoreError};
 use backends::{Backend, Embedded, Memory, Postgres};
@@ -87,6 +91,92 @@ async fn played<B: Backend>(seed: u64, players: i64, batches: usize) -> (Fixture
         fixture.append(&scenario.busy(40)).await.unwrap();
     }
     (fixture, scenario)
+}
+
+/// Under the game's rules: the first player is referred by nobody and
+/// refers the second, sets a time zone, buys an entitlement and claims the
+/// daily bonus; then everyone trades, with a review (XP, achievements) after
+/// every busy batch.
+fn game_profiles(scenario: &mut Scenario) -> Vec<EventBatch> {
+    let (first, second) = (scenario.players[0], scenario.players[1]);
+    let mut batches = vec![scenario.batch(|s, out| {
+        assert!(s.run(Command::Refer { player: second, referrer: first }, out));
+        let offset = UtcOffset::from_minutes(120).unwrap();
+        assert!(s.run(Command::SetTimeZone { player: first, offset }, out));
+        let payment = Some(PaymentId::of("charge-1"));
+        assert!(s.run(Command::Grant { player: first, entitlement: Entitlement::Premium, payment }, out));
+        assert!(s.run(Command::ClaimDaily { player: first }, out));
+    })];
+    for _ in 0..5 {
+        batches.push(scenario.busy(40));
+        batches.push(scenario.batch(|s, out| {
+            for player in s.players.clone() {
+                assert!(s.run(Command::Review { player }, out));
+            }
+        }));
+    }
+    batches
+}
+
+/// The player with the most resting orders (then positions) goes bankrupt:
+/// their orders are cancelled, the account restarts from starting cash.
+/// Returns the batch, the player and their ledger right after.
+fn bankruptcy(scenario: &mut Scenario) -> (EventBatch, PlayerId, Account) {
+    let victim = *scenario
+        .players
+        .iter()
+        .max_by_key(|p| {
+            let account = scenario.exchange.account(**p).unwrap();
+            (account.open_orders, account.positions.len())
+        })
+        .unwrap();
+    let before = scenario.exchange.account(victim).unwrap().clone();
+    assert!(before.open_orders > 0 && !before.positions.is_empty(), "{before:?}");
+    let batch = scenario.batch(|s, out| assert!(s.run(Command::Bankrupt { player: victim }, out)));
+    let cancelled = batch
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::OrderCancelled { reason: CancelReason::AccountReset, .. }))
+        .count();
+    assert_eq!(cancelled, before.open_orders as usize);
+    assert!(batch.events.iter().any(|e| matches!(
+        e.event,
+        Event::AccountReset { player, reason: ResetReason::Bankruptcy, .. } if player == victim
+    )));
+    assert!(batch.events.iter().any(|e| matches!(e.event, Event::Game { change: GameChange::Bankrupt { .. }, .. })));
+    let after = scenario.exchange.account(victim).unwrap().clone();
+    (batch, victim, after)
+}
+
+/// A month later a new season has begun: every player's next command
+/// (a review) resets their account first.
+fn new_season(scenario: &mut Scenario) -> EventBatch {
+    scenario.now_ms += 29 * DAY_MS;
+    let batch = scenario.batch(|s, out| {
+        for player in s.players.clone() {
+            assert!(s.run(Command::Review { player }, out));
+        }
+    });
+    let resets = batch
+        .events
+        .iter()
+        .filter(|e| matches!(e.event, Event::AccountReset { reason: ResetReason::Season { .. }, .. }));
+    assert_eq!(resets.count(), scenario.players.len());
+    batch
+}
+
+/// The game records the profile test relies on are really there.
+fn assert_rich_profiles(scenario: &Scenario) {
+    let (first, second) = (scenario.players[0], scenario.players[1]);
+    let profile = &scenario.exchange.account(first).unwrap().profile;
+    assert!(profile.xp > 0 && !profile.achievements.is_empty(), "{profile:?}");
+    assert!(profile.entitlements.contains(&Entitlement::Premium) && profile.payments.len() == 1, "{profile:?}");
+    assert!(profile.daily.streak > 0 && profile.utc_offset.minutes() == 120, "{profile:?}");
+    assert_eq!(scenario.exchange.account(second).unwrap().profile.referrer, Some(first));
+    let accounts: Vec<_> = scenario.players.iter().filter_map(|p| scenario.exchange.account(*p)).collect();
+    assert!(accounts.iter().all(|a| a.season != 0 && a.traded_value > Decimal::ZERO));
+    assert!(accounts.iter().any(|a| a.resting_fills > 0), "resting fills");
+    assert!(accounts.iter().any(|a| a.profitable_sales > 0), "profitable sales");
 }
 
 fn is_invalid<T: std::fmt::Debug>(result: &Result<T, StoreError>) -> bool {
@@ -326,6 +416,75 @@ mod cases {
         assert!(fixture.store.audit(scenario.tickers()).await.unwrap().ok);
     }
 
+    /// The game record, lifetime counters and season come back exactly, as
+    /// appended and after a reopen.
+    pub async fn game_profile_roundtrip<B: Backend>() {
+        let mut fixture = Fixture::<B>::new().await;
+        let mut scenario = Scenario::new(16, 6).with_game();
+        fixture.append(&scenario.open_all()).await.unwrap();
+        for batch in game_profiles(&mut scenario) {
+            fixture.append(&batch).await.unwrap();
+        }
+        assert_rich_profiles(&scenario);
+        fixture.assert_ledgers(&scenario).await;
+        fixture.reopen().await;
+        fixture.assert_ledgers(&scenario).await;
+        assert!(fixture.store.audit(scenario.tickers()).await.unwrap().ok);
+        fixture.reopen().await;
+        fixture.assert_ledgers(&scenario).await;
+    }
+
+    /// A bankruptcy and a new season reset accounts: a reset account holds
+    /// nothing, and conservation holds from each player's last reset on.
+    pub async fn audit_reconciles_resets<B: Backend>() {
+        let mut fixture = Fixture::<B>::new().await;
+        let mut scenario = Scenario::new(17, 8).with_game();
+        let tickers = scenario.tickers();
+        fixture.append(&scenario.open_all()).await.unwrap();
+        for batch in game_profiles(&mut scenario) {
+            fixture.append(&batch).await.unwrap();
+        }
+        let (batch, victim, after) = bankruptcy(&mut scenario);
+        fixture.append(&batch).await.unwrap();
+        let loaded = fixture.store.load_account(victim).await.unwrap().unwrap();
+        assert_eq!(loaded, after);
+        assert!(loaded.positions.is_empty() && loaded.open_orders == 0 && loaded.reserved_cash.is_zero());
+        assert_eq!(loaded.cash, scenario.exchange.rules().starting_cash);
+        assert_eq!(loaded.profile.bankruptcies, 1);
+        let audit = fixture.store.audit(Arc::clone(&tickers)).await.unwrap();
+        assert!(audit.ok, "{audit:?}");
+        assert_eq!(audit, fixture.reference.audit(Arc::clone(&tickers)).await.unwrap());
+
+        // The bankrupt trades again; then a new season resets everyone.
+        for _ in 0..2 {
+            fixture.append(&scenario.busy(40)).await.unwrap();
+        }
+        fixture.append(&new_season(&mut scenario)).await.unwrap();
+        for player in &scenario.players {
+            let loaded = fixture.store.load_account(*player).await.unwrap().unwrap();
+            assert!(loaded.positions.is_empty(), "{player}: {loaded:?}");
+            assert_eq!(loaded.cash, scenario.exchange.rules().starting_cash);
+            assert_eq!(Some(&loaded), scenario.exchange.account(*player));
+        }
+        for _ in 0..3 {
+            fixture.append(&scenario.busy(40)).await.unwrap();
+        }
+        fixture.assert_ledgers(&scenario).await;
+        let audit = fixture.store.audit(Arc::clone(&tickers)).await.unwrap();
+        assert!(audit.ok, "{audit:?}");
+        assert_eq!(audit, fixture.reference.audit(Arc::clone(&tickers)).await.unwrap());
+        let accounts: Vec<_> = scenario.players.iter().filter_map(|p| scenario.exchange.account(*p)).collect();
+        assert_eq!(audit.cash_total, accounts.iter().map(|a| a.cash).sum::<Decimal>());
+
+        fixture.reopen().await;
+        fixture.assert_ledgers(&scenario).await;
+        assert_eq!(fixture.store.audit(Arc::clone(&tickers)).await.unwrap(), audit);
+        fixture.backend.tamper_cash(victim, Decimal::new(-1, 2)).await;
+        fixture.store = fixture.backend.store();
+        let audit = fixture.store.audit(Arc::clone(&tickers)).await.unwrap();
+        assert!(!audit.ok, "one cent missing after a reset must be noticed");
+    }
+
     // ---- SQL stores only (the reference has no transactions to roll back) --
 
     /// A batch that fails after its events went in (a fill whose trade id is
@@ -418,6 +577,8 @@ macro_rules! shared_suite {
                 candles_bucket_by_minute,
                 same_player_twice_last_wins,
                 survives_reopen,
+                game_profile_roundtrip,
+                audit_reconciles_resets,
             );
         }
     };
@@ -486,7 +647,7 @@ async fn postgres_migrates_only_when_asked() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     store.append(batch).await.unwrap();
     assert!(store.audit(scenario.tickers()).await.unwrap().ok);
 }
@@ -526,11 +687,73 @@ async fn postgres_rebuilds_ledgers_not_checkpointed() {
     let client = database.client().await;
     let behind: i64 = client
         .query_one("SELECT COUNT(*) FROM players WHERE ledger_seq < (SELECT MAX(seq) FROM events WHERE player = players.player \
-             AND kind IN ('AccountOpened', 'CashCredited', 'Traded'))", &[])
+             AND kind IN ('AccountOpened', 'CashCredited', 'Traded', 'Game', 'AccountReset'))", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(behind, 0, "the audit brought every ledger up to date");
+}
+
+/// The same with the game: profiles, counters and seasons survive a crash
+/// (rebuilt from the checkpoint and the game changes and resets after it),
+/// the audit's rebuilt ledgers are checkpointed with their profiles, and a
+/// store reopened on those checkpoints alone loads the same accounts.
+#[tokio::test]
+async fn postgres_rebuilds_game_ledgers_not_checkpointed() {
+    let database = backends::FreshDatabase::create().await;
+    let reference = MemoryStore::new();
+    let mut scenario = Scenario::new(18, 8).with_game();
+    let store = PostgresStore::connect_and_migrate(&database.url, 2).await.unwrap();
+    let mut batches = vec![scenario.open_all()];
+    batches.extend(game_profiles(&mut scenario));
+    let checkpoint_at = batches.len();
+    batches.push(bankruptcy(&mut scenario).0);
+    batches.push(scenario.busy(40));
+    batches.push(new_season(&mut scenario));
+    batches.push(scenario.busy(40));
+    assert_rich_profiles(&scenario);
+    for (index, batch) in batches.into_iter().enumerate() {
+        if index == checkpoint_at {
+            store.checkpoint().await.unwrap();
+        }
+        store.append(Arc::new(batch.clone())).await.unwrap();
+        reference.append(Arc::new(batch)).await.unwrap();
+    }
+    drop(store);
+
+    let store = PostgresStore::connect(&database.url, 2).await.unwrap();
+    for player in &scenario.players {
+        let loaded = store.load_account(*player).await.unwrap();
+        assert_eq!(loaded.as_ref(), scenario.exchange.account(*player), "ledger of {player}");
+    }
+    let audit = store.audit(scenario.tickers()).await.unwrap();
+    assert!(audit.ok, "{audit:?}");
+    assert_eq!(audit, reference.audit(scenario.tickers()).await.unwrap());
+    drop(store);
+
+    let client = database.client().await;
+    let behind: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM players WHERE ledger_seq < (SELECT MAX(seq) FROM events WHERE player = players.player \
+             AND kind IN ('AccountOpened', 'CashCredited', 'Traded', 'Game', 'AccountReset'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(behind, 0, "the audit checkpointed every ledger");
+    let first = scenario.players[0];
+    let xp: String = client
+        .query_one("SELECT profile -> 'profile' ->> 'xp' FROM players WHERE player = $1", &[&first.0])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(xp, scenario.exchange.account(first).unwrap().profile.xp.to_string());
+    let store = PostgresStore::connect(&database.url, 2).await.unwrap();
+    for player in &scenario.players {
+        let loaded = store.load_account(*player).await.unwrap();
+        assert_eq!(loaded.as_ref(), scenario.exchange.account(*player), "checkpointed ledger of {player}");
+    }
 }
 
 /// The embedded store makes its directory and names its file.

@@ -1,23 +1,38 @@
 -- The conservation check: the cash and shares every player must hold by the
--- log (starting cash, credits, fills) against the stored ledgers, player by
--- player. One row: mismatching players, mismatching positions, negative
--- balances, stored cash total, events in the log.
-WITH flows AS (
-    SELECT player, (payload -> 'event' -> 'AccountOpened' ->> 'cash')::NUMERIC AS amount
+-- log against the stored ledgers, player by player. A reset sets the cash
+-- and writes the shares off, so each player's account is reconciled from
+-- their last `AccountReset` on (its cash, then credits and fills after it),
+-- or from the start (starting cash, credits, fills) without one. One row:
+-- mismatching players, mismatching positions, negative balances, stored
+-- cash total, events in the log.
+WITH last_reset AS (
+    SELECT DISTINCT ON (player) player, seq, (payload -> 'event' -> 'AccountReset' ->> 'cash')::NUMERIC AS cash
+    FROM events WHERE kind = 'AccountReset'
+    ORDER BY player, seq DESC
+),
+flows AS (
+    SELECT player, seq, (payload -> 'event' -> 'AccountOpened' ->> 'cash')::NUMERIC AS amount
     FROM events WHERE kind = 'AccountOpened'
     UNION ALL
-    SELECT player, (payload -> 'event' -> 'CashCredited' ->> 'amount')::NUMERIC
+    SELECT player, seq, (payload -> 'event' -> 'CashCredited' ->> 'amount')::NUMERIC
     FROM events WHERE kind = 'CashCredited'
     UNION ALL
-    SELECT player, CASE side WHEN 'Buy' THEN -(price * qty + fee) ELSE price * qty - fee END
+    SELECT player, seq, CASE side WHEN 'Buy' THEN -(price * qty + fee) ELSE price * qty - fee END
     FROM trades
+    UNION ALL
+    SELECT player, seq, cash FROM last_reset
 ),
 expected_cash AS (
-    SELECT player, SUM(amount) AS cash FROM flows GROUP BY player
+    SELECT f.player, SUM(f.amount) AS cash
+    FROM flows f LEFT JOIN last_reset r USING (player)
+    WHERE f.seq >= COALESCE(r.seq, 0)
+    GROUP BY f.player
 ),
 expected_shares AS (
-    SELECT player, asset, SUM(CASE side WHEN 'Buy' THEN qty ELSE -qty END) AS qty
-    FROM trades GROUP BY player, asset
+    SELECT t.player, t.asset, SUM(CASE t.side WHEN 'Buy' THEN t.qty ELSE -t.qty END) AS qty
+    FROM trades t LEFT JOIN last_reset r USING (player)
+    WHERE t.seq > COALESCE(r.seq, 0)
+    GROUP BY t.player, t.asset
 )
 SELECT
     (SELECT COUNT(*) FROM expected_cash e FULL JOIN players p USING (player)

@@ -25,7 +25,7 @@ use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
 use super::migrate::migrate_sqlite;
-use super::plan::{self, Placement, Plan, from_i64, kind, side_name, to_i64};
+use super::plan::{self, Placement, Plan, StoredProfile, from_i64, kind, side_name, to_i64};
 
 /// The statements, one file each in `sql/embedded/queries/`.
 mod sql {
@@ -47,6 +47,7 @@ mod sql {
     pub const TRADES_OF: &str = include_str!("../../sql/embedded/queries/trades_of.sql");
     pub const CANDLES_SINCE: &str = include_str!("../../sql/embedded/queries/candles_since.sql");
     pub const AUDIT_CREATED: &str = include_str!("../../sql/embedded/queries/audit_created.sql");
+    pub const AUDIT_RESETS: &str = include_str!("../../sql/embedded/queries/audit_resets.sql");
     pub const AUDIT_TRADES: &str = include_str!("../../sql/embedded/queries/audit_trades.sql");
     pub const AUDIT_PLAYERS: &str = include_str!("../../sql/embedded/queries/audit_players.sql");
     pub const AUDIT_HOLDINGS: &str = include_str!("../../sql/embedded/queries/audit_holdings.sql");
@@ -300,6 +301,7 @@ fn write_ledgers(conn: &Connection, plan: &Plan<'_>) -> Result<(), StoreError> {
     let mut clear = conn.prepare_cached(sql::HOLDINGS_CLEAR).map_err(sqlite_error)?;
     let mut insert = conn.prepare_cached(sql::HOLDING_INSERT).map_err(sqlite_error)?;
     for (player, account) in &plan.accounts {
+        let profile = serde_json::to_string(&StoredProfile::of(account)).map_err(json_error)?;
         upsert
             .execute(params![
                 player.0,
@@ -308,6 +310,7 @@ fn write_ledgers(conn: &Connection, plan: &Plan<'_>) -> Result<(), StoreError> {
                 account.realized_pnl.to_string(),
                 to_i64(account.trades, "trade count")?,
                 account.open_orders,
+                profile,
             ])
             .map_err(sqlite_error)?;
         clear.execute(params![player.0]).map_err(sqlite_error)?;
@@ -357,16 +360,7 @@ fn load_account(conn: &mut Connection, player: PlayerId) -> Result<Option<Accoun
     while let Some(row) = rows.next().map_err(sqlite_error)? {
         let ledger = match account.as_mut() {
             Some(ledger) => ledger,
-            None => account.insert(Account {
-                cash: decimal(row, 0)?,
-                reserved_cash: decimal(row, 1)?,
-                positions: Vec::new(),
-                realized_pnl: decimal(row, 2)?,
-                trades: from_i64(row.get(3).map_err(sqlite_error)?, "trade count")?,
-                open_orders: u32::try_from(row.get::<_, i64>(4).map_err(sqlite_error)?)
-                    .map_err(|_| StoreError::Invalid("stored open order count out of range".into()))?,
-                ..Account::default()
-            }),
+            None => account.insert(stored_account(row)?),
         };
         let Some(asset) = row.get::<_, Option<i64>>(5).map_err(sqlite_error)? else { continue };
         ledger.positions.push(Position {
@@ -376,6 +370,23 @@ fn load_account(conn: &mut Connection, player: PlayerId) -> Result<Option<Accoun
             cost_basis: decimal(row, 8)?,
         });
     }
+    Ok(account)
+}
+
+/// The ledger columns and profile of an `account_load.sql` row (no positions).
+fn stored_account(row: &Row<'_>) -> Result<Account, StoreError> {
+    let mut account = Account {
+        cash: decimal(row, 0)?,
+        reserved_cash: decimal(row, 1)?,
+        positions: Vec::new(),
+        realized_pnl: decimal(row, 2)?,
+        trades: from_i64(row.get(3).map_err(sqlite_error)?, "trade count")?,
+        open_orders: u32::try_from(row.get::<_, i64>(4).map_err(sqlite_error)?)
+            .map_err(|_| StoreError::Invalid("stored open order count out of range".into()))?,
+        ..Account::default()
+    };
+    let profile: String = row.get(9).map_err(sqlite_error)?;
+    serde_json::from_str::<StoredProfile>(&profile).map_err(json_error)?.restore(&mut account);
     Ok(account)
 }
 
@@ -400,19 +411,34 @@ fn trade_record(player: PlayerId, row: &Row<'_>) -> Result<TradeRecord, StoreErr
 
 /// The conservation check, over one read transaction: cash and shares by
 /// the log (starting cash and credits from the events, fills from `trades`)
-/// against the stored ledgers, player by player, in exact decimals.
+/// against the stored ledgers, player by player, in exact decimals. A reset
+/// sets the cash and writes the shares off: a player is reconciled from
+/// their last `AccountReset` on (its cash, the credits and fills after it).
 fn audit(conn: &mut Connection, tickers: &[String]) -> Result<Audit, StoreError> {
     let txn = conn.transaction().map_err(sqlite_error)?;
     let mut expected_cash: HashMap<i64, Decimal> = HashMap::new();
     let mut expected_shares: HashMap<(i64, i64), i128> = HashMap::new();
     {
+        // Player → seq of their last reset (what came before it is written off).
+        let mut last_reset: HashMap<i64, i64> = HashMap::new();
+        let mut statement = txn.prepare_cached(sql::AUDIT_RESETS).map_err(sqlite_error)?;
+        let mut rows = statement.query([]).map_err(sqlite_error)?;
+        while let Some(row) = rows.next().map_err(sqlite_error)? {
+            last_reset.insert(row.get(0).map_err(sqlite_error)?, row.get(1).map_err(sqlite_error)?);
+        }
+        let counts = |player: i64, seq: i64| last_reset.get(&player).is_none_or(|reset| seq >= *reset);
         let mut statement = txn.prepare_cached(sql::AUDIT_CREATED).map_err(sqlite_error)?;
         let mut rows = statement.query([]).map_err(sqlite_error)?;
         while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let payload: String = row.get(0).map_err(sqlite_error)?;
+            let seq: i64 = row.get(0).map_err(sqlite_error)?;
+            let payload: String = row.get(1).map_err(sqlite_error)?;
             let stamped: Stamped = serde_json::from_str(&payload).map_err(json_error)?;
             match stamped.event {
-                Event::AccountOpened { player, cash: amount, .. } | Event::CashCredited { player, amount, .. } => {
+                Event::AccountOpened { player, cash: amount, .. }
+                | Event::CashCredited { player, amount, .. }
+                | Event::AccountReset { player, cash: amount, .. }
+                    if counts(player.0, seq) =>
+                {
                     *expected_cash.entry(player.0).or_default() += amount;
                 }
                 _ => {}
@@ -427,6 +453,9 @@ fn audit(conn: &mut Connection, tickers: &[String]) -> Result<Audit, StoreError>
             let qty: i64 = row.get(3).map_err(sqlite_error)?;
             let value = decimal(row, 4)? * Decimal::from(qty);
             let fee = decimal(row, 5)?;
+            if !counts(player, row.get(6).map_err(sqlite_error)?) {
+                continue;
+            }
             let (cash, shares) = match side {
                 Side::Buy => (-(value + fee), i128::from(qty)),
                 Side::Sell => (value - fee, -i128::from(qty)),

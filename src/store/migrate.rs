@@ -26,11 +26,14 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../sql/V1__init.sql") },
     Migration { version: 2, name: "lighter_writes", sql: include_str!("../../sql/V2__lighter_writes.sql") },
     Migration { version: 3, name: "ledger_checkpoints", sql: include_str!("../../sql/V3__ledger_checkpoints.sql") },
+    Migration { version: 4, name: "player_profiles", sql: include_str!("../../sql/V4__player_profiles.sql") },
 ];
 
 /// SQLite migrations of the embedded store, in order.
-pub const EMBEDDED: &[Migration] =
-    &[Migration { version: 1, name: "init", sql: include_str!("../../sql/embedded/V1__init.sql") }];
+pub const EMBEDDED: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../../sql/embedded/V1__init.sql") },
+    Migration { version: 2, name: "player_profiles", sql: include_str!("../../sql/embedded/V2__player_profiles.sql") },
+];
 
 /// Key of the advisory lock that keeps two migrating processes apart.
 const MIGRATION_LOCK_KEY: i64 = 0x5707_6b07_0001;
@@ -211,7 +214,7 @@ mod tests {
     #[test]
     fn sqlite_migrations_apply_once() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1]);
+        assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1, 2]);
         assert!(migrate_sqlite(&mut conn).unwrap().is_empty());
         conn.execute("UPDATE schema_migrations SET checksum = 'x'", []).unwrap();
         assert!(matches!(migrate_sqlite(&mut conn), Err(StoreError::Invalid(_))));

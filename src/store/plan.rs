@@ -7,13 +7,16 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actors::domain::account::Account;
 use actors::domain::event::{Event, Stamped, Trade};
 use actors::domain::ids::{AssetId, OrderId, PlayerId};
 use actors::domain::order::{RestingOrder, Side, Trigger};
+use actors::domain::profile::Profile;
 use actors::ports::{EventBatch, StoreError};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 /// Length of a candle, in ms.
 pub const CANDLE_MS: i64 = 60_000;
@@ -242,6 +245,41 @@ impl CandleBuilder {
 
     fn finish(self) -> (Vec<CandleVolume>, Vec<CandleDelta>) {
         (self.volumes, self.candles)
+    }
+}
+
+/// What of an [`Account`] the ledger columns do not hold: lifetime
+/// counters, season and game record — the `players.profile` column (JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredProfile {
+    pub traded_value: Decimal,
+    pub profitable_sales: u64,
+    pub resting_fills: u64,
+    pub season: i64,
+    pub profile: Arc<Profile>,
+}
+
+impl StoredProfile {
+    /// The part of `account` to store beside its columns.
+    #[must_use]
+    pub fn of(account: &Account) -> Self {
+        Self {
+            traded_value: account.traded_value,
+            profitable_sales: account.profitable_sales,
+            resting_fills: account.resting_fills,
+            season: account.season,
+            profile: Arc::clone(&account.profile),
+        }
+    }
+
+    /// Puts the stored part back into an account loaded from its columns.
+    pub fn restore(self, account: &mut Account) {
+        account.traded_value = self.traded_value;
+        account.profitable_sales = self.profitable_sales;
+        account.resting_fills = self.resting_fills;
+        account.season = self.season;
+        account.profile = self.profile;
     }
 }
 

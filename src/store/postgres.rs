@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use actors::domain::account::{Account, Position};
-use actors::domain::event::Event;
+use actors::domain::event::{Event, ResetReason};
 use actors::domain::event::{Stamped, Trade};
 use actors::domain::ids::{AssetId, OrderId, PlayerId, TradeId};
 use actors::domain::order::{RestingOrder, Trigger};
@@ -36,7 +36,7 @@ use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::migrate::migrate_client;
-use super::plan::{self, Placement, Plan, from_i64, kind, side_name, to_i64};
+use super::plan::{self, Placement, Plan, StoredProfile, from_i64, kind, side_name, to_i64};
 
 /// The statements, one file each in `sql/queries/`.
 mod sql {
@@ -601,6 +601,7 @@ struct LedgerColumns {
     trades: Vec<i64>,
     open_orders: Vec<i32>,
     ledger_seqs: Vec<i64>,
+    profiles: Vec<Json<StoredProfile>>,
     holding_players: Vec<i64>,
     holding_assets: Vec<i32>,
     holding_qty: Vec<i64>,
@@ -622,6 +623,7 @@ impl LedgerColumns {
             columns.realized_pnl.push(account.realized_pnl);
             columns.trades.push(to_i64(account.trades, "trade count")?);
             columns.open_orders.push(plan::to_i32(account.open_orders, "open orders")?);
+            columns.profiles.push(Json(StoredProfile::of(account)));
             for position in &account.positions {
                 columns.holding_players.push(player.0);
                 columns.holding_assets.push(i32::from(position.asset.0));
@@ -648,8 +650,16 @@ async fn write_ledgers(txn: &Transaction<'_>, accounts: &[LedgerRow<'_>]) -> Res
     .map_err(pg_error)?;
     // Disjoint rows: the stale positions go, the held ones are written.
     let stale: [&(dyn ToSql + Sync); 3] = [&c.players, &c.holding_players, &c.holding_assets];
-    let ledgers: [&(dyn ToSql + Sync); 7] =
-        [&c.players, &c.cash, &c.reserved_cash, &c.realized_pnl, &c.trades, &c.open_orders, &c.ledger_seqs];
+    let ledgers: [&(dyn ToSql + Sync); 8] = [
+        &c.players,
+        &c.cash,
+        &c.reserved_cash,
+        &c.realized_pnl,
+        &c.trades,
+        &c.open_orders,
+        &c.ledger_seqs,
+        &c.profiles,
+    ];
     let positions: [&(dyn ToSql + Sync); 5] =
         [&c.holding_players, &c.holding_assets, &c.holding_qty, &c.holding_reserved, &c.holding_cost];
     let held = async { if c.holding_players.is_empty() { Ok(0) } else { txn.execute(&holdings, &positions).await } };
@@ -702,8 +712,8 @@ async fn load_account(client: &mut Object, player: PlayerId) -> Result<Option<Ac
 
 /// The current ledgers of `players` (those that exist), by player: each
 /// from its checkpoint (reservations cleared), then the player's openings,
-/// credits and fills after it in log order, then a reservation for each
-/// resting order.
+/// credits, fills, game changes and resets after it in log order, then a
+/// reservation for each resting order.
 async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId, Account, u64)>, StoreError> {
     let (ledgers, events, trades, orders) = futures_util::try_join!(
         txn.prepare_cached(sql::LEDGERS_OF),
@@ -726,7 +736,7 @@ async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId
     for row in &ledger_rows {
         let player: i64 = row.try_get(0).map_err(pg_error)?;
         if let std::collections::btree_map::Entry::Vacant(entry) = states.entry(player) {
-            let account = Account {
+            let mut account = Account {
                 cash: row.try_get(1).map_err(pg_error)?,
                 reserved_cash: Decimal::ZERO,
                 positions: Vec::new(),
@@ -735,6 +745,7 @@ async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId
                 open_orders: 0,
                 ..Account::default()
             };
+            row.try_get::<_, Json<StoredProfile>>(11).map_err(pg_error)?.0.restore(&mut account);
             entry.insert((Some(account), from_i64(row.try_get(6).map_err(pg_error)?, "ledger seq")?));
         }
         let Some(asset) = row.try_get::<_, Option<i32>>(7).map_err(pg_error)? else { continue };
@@ -764,10 +775,19 @@ async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId
     for (player, step_seq, event) in &steps {
         let (account, seq) = states.entry(*player).or_insert((None, 0));
         *seq = (*seq).max(*step_seq);
+        // As `PlayerLedger::apply` (orders are reserved for below).
         match (event, account.as_mut()) {
-            (Event::AccountOpened { cash, .. }, _) => *account = Some(Account::with_cash(*cash)),
+            (Event::AccountOpened { cash, season, .. }, _) => *account = Some(Account::opened(*cash, *season)),
             (Event::CashCredited { amount, .. }, Some(account)) => account.cash += *amount,
             (Event::Traded(trade), Some(account)) => account.apply_trade(trade),
+            (Event::Game { change, .. }, Some(account)) => account.apply_game(change),
+            (Event::AccountReset { cash, reason, .. }, Some(account)) => {
+                let season = match reason {
+                    ResetReason::Season { season } => Some(*season),
+                    ResetReason::Bankruptcy => None,
+                };
+                account.reset(*cash, season);
+            }
             _ => {}
         }
     }

@@ -10,9 +10,11 @@ use actors::domain::asset::{AssetSpec, CategorySpec, ModelParams, Universe};
 use actors::domain::command::Command;
 use actors::domain::event::{CreditReason, Event, Stamped, Tick};
 use actors::domain::exchange::Exchange;
+use actors::domain::game::GameRules;
 use actors::domain::ids::{AssetId, LimitPrice, PlayerId, Quantity, Ticker};
 use actors::domain::order::{OrderKind, OrderRequest, Side};
 use actors::domain::price_model::MarketModel;
+use actors::domain::progression::{LevelUnlock, OrderType};
 use actors::domain::rules::MarketRules;
 use actors::ports::{EventBatch, MarketSnapshot};
 use rand::rngs::StdRng;
@@ -67,6 +69,24 @@ impl Scenario {
             universe,
             rng: StdRng::seed_from_u64(seed),
         }
+    }
+
+    /// The same market under the game's rules (levels, seasons, bankruptcy,
+    /// XP), with every order type open from the first level and bankruptcy
+    /// open to anyone (so a test can reset an account without losing 95 %
+    /// of it first).
+    pub fn with_game(mut self) -> Self {
+        let mut rules = GameRules::default();
+        rules.progression.unlocks = vec![LevelUnlock {
+            level: 0,
+            categories_count: None,
+            order_types: vec![OrderType::Market, OrderType::Limit, OrderType::Stop],
+            position_cap_pct: None,
+            open_orders_max: Some(20),
+        }];
+        rules.bankruptcy.net_worth_max_fraction = Decimal::from(1_000);
+        self.exchange = self.exchange.with_game_rules(Arc::new(rules));
+        self
     }
 
     /// Tickers by asset id (the audit's argument).

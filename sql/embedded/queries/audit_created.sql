@@ -1,2 +1,2 @@
--- Cash created outside trading (starting cash, credits), from the log.
-SELECT payload FROM events WHERE kind IN ('AccountOpened', 'CashCredited')
+-- Cash set outside trading (starting cash, credits, resets), from the log.
+SELECT seq, payload FROM events WHERE kind IN ('AccountOpened', 'CashCredited', 'AccountReset')

@@ -1,1 +1,1 @@
-SELECT player, asset, side, qty, price, fee FROM trades
+SELECT player, asset, side, qty, price, fee, seq FROM trades
