@@ -3,7 +3,9 @@
 //! game rules live here.
 
 use std::fmt::Write as _;
+
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use actors::clock::{Clock, SystemClock};
 use actors::domain::command::{Command, Outcome};
@@ -126,18 +128,20 @@ impl Bot {
         match command::parse(text, self.username.as_deref()) {
             Ok(parsed) => {
                 let span = tracing::info_span!("command", player_id = speaker.player.0);
-                let _guard = span.enter();
-                if let Some(throttled) = self.throttled(speaker).await {
-                    return throttled;
+                async {
+                    if let Some(throttled) = self.throttled(speaker).await {
+                        return throttled;
+                    }
+                    self.run(speaker, parsed).await
                 }
-                self.run(speaker, parsed).await
+                .instrument(span)
+                .await
             }
             Err(error) => reply::parse_error(&error).into_iter().collect(),
         }
     }
 
     async fn run(&self, speaker: &Speaker, parsed: BotCommand) -> Vec<Reply> {
-        let player = speaker.player;
         // Views of the player's progress are drawn after a review.
         match parsed {
             BotCommand::Level | BotCommand::Achievements | BotCommand::Top { .. } => {

@@ -592,7 +592,7 @@ impl Player {
                 if round.index == 0 {
                     self.buy_spread(bot, round).await;
                 }
-                if round.index % 20 == 0 {
+                if round.index.is_multiple_of(20) {
                     let zone = ZONES.get(self.zone % ZONES.len()).copied().unwrap_or("+00:00");
                     self.zone += 1;
                     let texts = [
@@ -744,7 +744,7 @@ fn cast(seed: u64, players: u32) -> Vec<Player> {
         let strategy = strategy.unwrap_or(Strategy::BuyAndHold);
         let mut alt_of = None;
         if strategy == Strategy::ReferralFarm {
-            if farm_seen % (FARM_ALTS + 1) == 0 {
+            if farm_seen.is_multiple_of(FARM_ALTS + 1) {
                 main = id;
             } else {
                 alt_of = Some(main);

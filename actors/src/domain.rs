@@ -14,6 +14,7 @@ pub mod game;
 pub mod ids;
 pub mod ledger;
 pub mod money;
+pub mod news;
 pub mod order;
 pub mod price_model;
 pub mod profile;

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix::prelude::*;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
 use crate::domain::asset::{Universe, UniverseError};
 use crate::domain::command::{Command, Outcome};
 use crate::domain::exchange::{Exchange, ExchangeState, Quote};
-use crate::domain::ids::PlayerId;
+use crate::domain::game::GameRules;
+use crate::domain::ids::{AssetId, PlayerId};
 use crate::domain::ledger::PlayerLedger;
+use crate::domain::news::{HEADLINES_KEPT, Headline, NewsError, NewsTarget, pending_news};
 use crate::domain::price_model::{AssetModel, MarketModel, SectorModel};
 use crate::domain::rejection::Rejection;
 use crate::domain::rules::MarketRules;
@@ -26,7 +28,7 @@ use crate::metrics::EngineMetrics;
 use crate::persistence::PersistenceActor;
 use crate::portfolio::{GetPortfolio, PortfolioView};
 use crate::ports::{MarketSnapshot, Notifier, Store, StoreError};
-use crate::ticker::{StepNow, Subscribe, TickerActor};
+use crate::ticker::{NewsFeed, QueueNews, StepNow, Subscribe, TickerActor};
 
 /// Why the engine could not start or answer.
 #[derive(Debug, thiserror::Error)]
@@ -58,16 +60,18 @@ async fn recover(
     deps: &EngineDeps,
     universe: &Arc<Universe>,
     rules: &MarketRules,
+    game: &Arc<GameRules>,
     seed: u64,
 ) -> Result<(Exchange, Vec<AssetModel>, Vec<SectorModel>), EngineError> {
     let (mut exchange, models, sectors) = match deps.store.load_market().await? {
         Some(snapshot) if snapshot.assets.len() == universe.len() => {
-            let exchange = Exchange::from_state(Arc::clone(universe), rules.clone(), snapshot.exchange);
+            let exchange = Exchange::from_state(Arc::clone(universe), rules.clone(), snapshot.exchange)
+                .with_game_rules(Arc::clone(game));
             (exchange, snapshot.assets, snapshot.sectors)
         }
         _ => {
             let model = MarketModel::new(universe, seed);
-            let exchange = Exchange::new(Arc::clone(universe), rules.clone());
+            let exchange = Exchange::new(Arc::clone(universe), rules.clone()).with_game_rules(Arc::clone(game));
             let first = MarketSnapshot {
                 exchange: exchange.market_state(),
                 sectors: model.sectors.clone(),
@@ -102,10 +106,21 @@ pub struct Engine {
     ticker: Addr<TickerActor>,
     universe: Arc<Universe>,
     rules: MarketRules,
+    game: Arc<GameRules>,
+    clock: SharedClock,
     metrics: Arc<EngineMetrics>,
     store_healthy: Arc<AtomicBool>,
     batch_commands_max: usize,
     queue: mpsc::Sender<(Command, oneshot::Sender<CommandResult>)>,
+    news: Arc<NewsFeed>,
+}
+
+/// The asset and new state of an operator's halt or resumption.
+fn halt_of(command: &Command) -> Option<(AssetId, bool)> {
+    match command {
+        Command::Halt { asset, halted } | Command::AdminHalt { asset, halted, .. } => Some((*asset, *halted)),
+        _ => None,
+    }
 }
 
 /// Drains single commands into market batches: whatever has queued up while
@@ -154,8 +169,10 @@ impl Engine {
     pub async fn start(config: &EngineConfig, deps: EngineDeps) -> Result<Self, EngineError> {
         let universe = Arc::new(config.universe()?);
         let rules = config.market.clone();
+        let game = Arc::new(config.game.clone());
         let settings = config.engine.clone();
-        let (exchange, models, sectors) = recover(&deps, &universe, &rules, settings.seed).await?;
+        let (exchange, models, sectors) = recover(&deps, &universe, &rules, &game, settings.seed).await?;
+        let minute = models.iter().map(AssetModel::minute).max().unwrap_or(0);
         let metrics = Arc::new(EngineMetrics::default());
         let store_healthy = Arc::new(AtomicBool::new(true));
         let persistence = PersistenceActor::new(
@@ -186,8 +203,10 @@ impl Engine {
         let (clock, interval, categories) =
             (Arc::clone(&deps.clock), settings.tick_interval_ms, universe.asset_categories().to_vec());
         let (market_for_ticker, autonomous) = (market.clone(), deps.autonomous_ticker);
+        let news = Arc::new(NewsFeed::new(&universe, Arc::clone(&deps.clock), HEADLINES_KEPT, minute));
+        let feed = Arc::clone(&news);
         let ticker = TickerActor::start_in_arbiter(&market_arbiter.handle(), move |_| {
-            TickerActor::new(clock, interval, market_for_ticker, assets, sectors, categories, autonomous)
+            TickerActor::new(clock, interval, market_for_ticker, assets, sectors, categories, feed, autonomous)
         });
         let (queue, commands) = mpsc::channel(settings.command_queue_max.max(1));
         actix::spawn(batch_commands(market.clone(), commands, settings.batch_commands_max.max(1)));
@@ -197,9 +216,12 @@ impl Engine {
             ticker,
             universe,
             rules,
+            game,
+            clock: Arc::clone(&deps.clock),
             metrics,
             store_healthy,
             batch_commands_max: settings.batch_commands_max.max(1),
+            news,
         })
     }
 
@@ -207,6 +229,18 @@ impl Engine {
     #[must_use]
     pub fn universe(&self) -> &Arc<Universe> {
         &self.universe
+    }
+
+    /// The engine's time (market time: the clock it was started with), in ms.
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The game's rules (levels, achievements, daily bonus, seasons, …).
+    #[must_use]
+    pub fn game_rules(&self) -> &Arc<GameRules> {
+        &self.game
     }
 
     /// The market's rules.
@@ -233,13 +267,25 @@ impl Engine {
     /// # Errors
     /// `Stopped` if the market is gone.
     pub async fn execute(&self, commands: Vec<Command>) -> Result<Vec<CommandResult>, EngineError> {
-        if commands.len() <= self.batch_commands_max {
-            return self.market.send(ExecuteBatch(commands)).await.map_err(|_| EngineError::Stopped);
-        }
-        let mut results = Vec::with_capacity(commands.len());
-        for chunk in commands.chunks(self.batch_commands_max) {
-            let part = self.market.send(ExecuteBatch(chunk.to_vec())).await.map_err(|_| EngineError::Stopped)?;
-            results.extend(part);
+        let halts: Vec<(usize, AssetId, bool)> = commands
+            .iter()
+            .enumerate()
+            .filter_map(|(index, command)| halt_of(command).map(|(asset, halted)| (index, asset, halted)))
+            .collect();
+        let results = if commands.len() <= self.batch_commands_max {
+            self.market.send(ExecuteBatch(commands)).await.map_err(|_| EngineError::Stopped)?
+        } else {
+            let mut results = Vec::with_capacity(commands.len());
+            for chunk in commands.chunks(self.batch_commands_max) {
+                let part = self.market.send(ExecuteBatch(chunk.to_vec())).await.map_err(|_| EngineError::Stopped)?;
+                results.extend(part);
+            }
+            results
+        };
+        for (index, asset, halted) in halts {
+            if matches!(results.get(index), Some(Ok(Outcome::Halted))) {
+                self.news.operator_halt(asset, halted);
+            }
         }
         Ok(results)
     }
@@ -253,8 +299,15 @@ impl Engine {
     /// `Unavailable` if the engine stopped.
     pub async fn execute_one(&self, command: Command) -> Result<Outcome, Rejection> {
         let (reply, result) = oneshot::channel();
+        let halt = halt_of(&command);
         match self.queue.try_send((command, reply)) {
-            Ok(()) => result.await.unwrap_or(Err(Rejection::Unavailable)),
+            Ok(()) => {
+                let outcome = result.await.unwrap_or(Err(Rejection::Unavailable));
+                if let (Some((asset, halted)), Ok(Outcome::Halted)) = (halt, &outcome) {
+                    self.news.operator_halt(asset, halted);
+                }
+                outcome
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.busy_rejections.fetch_add(1, Ordering::Relaxed);
                 Err(Rejection::Busy)
@@ -269,6 +322,14 @@ impl Engine {
     /// `Stopped` if the market is gone.
     pub async fn quotes(&self) -> Result<Vec<Quote>, EngineError> {
         self.market.send(GetQuotes).await.map_err(|_| EngineError::Stopped)
+    }
+
+    /// A player's price alerts, oldest first.
+    ///
+    /// # Errors
+    /// `Stopped` when the market is gone.
+    pub async fn alerts(&self, player: PlayerId) -> Result<Vec<crate::domain::alert::Alert>, EngineError> {
+        self.market.send(crate::market::GetAlerts { player }).await.map_err(|_| EngineError::Stopped)
     }
 
     /// A player's ledger from the sequencer, loading the player if needed;
@@ -331,6 +392,36 @@ impl Engine {
     /// Subscribes to price changes.
     pub fn subscribe(&self, subscriber: Recipient<PricesChanged>) {
         self.ticker.do_send(Subscribe(subscriber));
+    }
+
+    /// Up to `limit` recent headlines (at most [`HEADLINES_KEPT`] are kept),
+    /// newest first.
+    #[must_use]
+    pub fn headlines(&self, limit: usize) -> Vec<Headline> {
+        self.news.latest(limit)
+    }
+
+    /// A receiver of every headline from now on, in order. A subscriber more
+    /// than `HEADLINE_CHANNEL_CAPACITY` headlines behind gets
+    /// `RecvError::Lagged` and skips the oldest; `RecvError::Closed` once the
+    /// engine is gone.
+    #[must_use]
+    pub fn subscribe_headlines(&self) -> broadcast::Receiver<Headline> {
+        self.news.subscribe()
+    }
+
+    /// Operator news: `log_jump` (within ±0.5) hits `target`'s price and fair
+    /// value at its next market minute, with `text` as the headline (else a
+    /// generated one). The pending news is part of the model's state, so a
+    /// snapshot keeps it; up to `PENDING_NEWS_MAX` wait per target, one
+    /// landing per minute. Parse `target` with [`NewsTarget::parse`].
+    ///
+    /// # Errors
+    /// `OutOfBounds`, `TextTooLong`, `UnknownTarget`, `QueueFull`;
+    /// `Unavailable` if the engine stopped.
+    pub async fn inject_news(&self, target: NewsTarget, log_jump: f64, text: Option<String>) -> Result<(), NewsError> {
+        let news = pending_news(log_jump, text)?;
+        self.ticker.send(QueueNews { target, news }).await.map_err(|_| NewsError::Unavailable)?
     }
 
     /// Stops taking work, flushes everything and saves a snapshot.

@@ -71,6 +71,15 @@ pub struct PricesChanged {
     pub news: Arc<Vec<(AssetId, News)>>,
 }
 
+/// Model state changed between steps (operator news queued): keep it for
+/// snapshots and for rebuilding the asset actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct UpdateModels {
+    pub asset: Option<(AssetId, Box<AssetModel>)>,
+    pub sectors: Option<Vec<SectorModel>>,
+}
+
 /// A stopped asset actor must be rebuilt from its last known model state.
 #[derive(Message)]
 #[rtype(result = "Option<Addr<AssetActor>>")]
@@ -82,6 +91,13 @@ pub struct RestartAsset {
 #[derive(Message)]
 #[rtype(result = "Vec<Quote>")]
 pub struct GetQuotes;
+
+/// A player's price alerts (alerts stay live while the player is passive).
+#[derive(Message)]
+#[rtype(result = "Vec<crate::domain::alert::Alert>")]
+pub struct GetAlerts {
+    pub player: PlayerId,
+}
 
 /// A loaded player's ledger straight from the sequencer.
 #[derive(Message)]
@@ -445,7 +461,7 @@ impl Handler<ExecuteBatch> for MarketActor {
             match command.player() {
                 Some(player) if !self.ensure_active(player, ctx) => {
                     let (reply, receiver) = oneshot::channel();
-                    self.activating.entry(player).or_default().push(Parked { command: *command, reply });
+                    self.activating.entry(player).or_default().push(Parked { command: command.clone(), reply });
                     results.push(Err(receiver));
                 }
                 _ => results.push(Ok(self.apply_command(command, now_ms, &mut out))),
@@ -555,6 +571,21 @@ impl Handler<ApplyTicks> for MarketActor {
     }
 }
 
+impl Handler<UpdateModels> for MarketActor {
+    type Result = ();
+
+    fn handle(&mut self, message: UpdateModels, _: &mut Context<Self>) {
+        if let Some((asset, model)) = message.asset
+            && let Some(slot) = self.models.get_mut(asset.index())
+        {
+            *slot = *model;
+        }
+        if let Some(sectors) = message.sectors {
+            self.sectors = sectors;
+        }
+    }
+}
+
 impl Handler<RestartAsset> for MarketActor {
     type Result = Option<Addr<AssetActor>>;
 
@@ -574,6 +605,14 @@ impl Handler<GetQuotes> for MarketActor {
 
     fn handle(&mut self, _: GetQuotes, _: &mut Context<Self>) -> Vec<Quote> {
         self.exchange.universe().ids().filter_map(|asset| self.exchange.quote(asset)).collect()
+    }
+}
+
+impl Handler<GetAlerts> for MarketActor {
+    type Result = Vec<crate::domain::alert::Alert>;
+
+    fn handle(&mut self, GetAlerts { player }: GetAlerts, _: &mut Context<Self>) -> Self::Result {
+        self.exchange.alerts_of(player).copied().collect()
     }
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actors::clock::ManualClock;
 use actors::config::EngineConfig;
-use actors::domain::game::GameRules;
 use actors::domain::asset::{AssetSpec, CategorySpec, ModelParams};
 use actors::domain::command::{Command, Outcome};
 use actors::domain::exchange::Placed;
+use actors::domain::game::GameRules;
 use actors::domain::ids::{AssetId, PlayerId, Quantity, Ticker};
 use actors::domain::order::{OrderKind, OrderRequest, Side};
 use actors::engine::{Engine, EngineDeps};

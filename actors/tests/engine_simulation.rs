@@ -965,16 +965,16 @@ async fn run_player(
             let (second, second_label) = gen_command(&p, &role, &view, &ctx.rules, &mut rng);
             let gap = Duration::from_millis(rng.random_range(1..=2 * CHURN_APPEND_DELAY_MS));
             // The first is queued when first polled, so it stays first.
-            let (first_result, second_result) = futures_util::join!(engine.execute_one(first), async {
+            let (first_result, second_result) = futures_util::join!(engine.execute_one(first.clone()), async {
                 actix::clock::sleep(gap).await;
-                engine.execute_one(second).await
+                engine.execute_one(second.clone()).await
             });
             apply_result(&ctx, &mut p, &first, first_label, &first_result, &mut obs);
             apply_result(&ctx, &mut p, &second, second_label, &second_result, &mut obs);
             obs.count("pipelined");
             sent += 2;
         } else {
-            let result = engine.execute_one(first).await;
+            let result = engine.execute_one(first.clone()).await;
             apply_result(&ctx, &mut p, &first, first_label, &result, &mut obs);
             sent += 1;
         }
@@ -1461,7 +1461,7 @@ impl Sim {
         let groups = self.rng.random_range(1..=4);
         let batches = self.plan_batches(&roles, &view, groups);
         let requests = batches.iter().map(|batch| {
-            let commands: Vec<Command> = batch.iter().map(|(_, command, _)| *command).collect();
+            let commands: Vec<Command> = batch.iter().map(|(_, command, _)| command.clone()).collect();
             self.engine.execute(commands)
         });
         let results = join_all(requests).await;
@@ -1593,7 +1593,7 @@ impl Sim {
             return;
         }
         let ctx = self.ctx();
-        let results = self.engine.execute(batch.iter().map(|(_, command, _)| *command).collect()).await.unwrap();
+        let results = self.engine.execute(batch.iter().map(|(_, command, _)| command.clone()).collect()).await.unwrap();
         check!(self.seed, results.iter().all(|r| matches!(r, Ok(Outcome::Cancelled(_)))), "a tidy cancel failed");
         self.apply_batch(&ctx, &batch, &results);
     }
@@ -1861,7 +1861,7 @@ async fn store_outage_loses_nothing_confirmed() {
         })
         .collect();
     let ctx = sim.ctx();
-    let results = sim.engine.execute(credits.iter().map(|(_, c, _)| *c).collect()).await.unwrap();
+    let results = sim.engine.execute(credits.iter().map(|(_, c, _)| c.clone()).collect()).await.unwrap();
     sim.apply_batch(&ctx, &credits, &results);
 
     let view = sim.view().await;
@@ -1884,7 +1884,7 @@ async fn store_outage_loses_nothing_confirmed() {
     batch_a.insert(0, (first, credit, "outage_credit"));
     let pending_a = actix::spawn({
         let engine = sim.engine.clone();
-        let commands: Vec<Command> = batch_a.iter().map(|(_, c, _)| *c).collect();
+        let commands: Vec<Command> = batch_a.iter().map(|(_, c, _)| c.clone()).collect();
         async move { engine.execute(commands).await }
     });
     // Batch A is applied (its events wait for the store) before the singles go.
@@ -1929,7 +1929,7 @@ async fn store_outage_loses_nothing_confirmed() {
     let b_players: Vec<usize> = opened.iter().copied().filter(|i| !everyone.contains(i)).take(40).collect();
     let b_roles = sim.roles(&b_players);
     let batch_b = sim.plan_batches(&b_roles, &view, 1).pop().unwrap();
-    let results_b = sim.engine.execute(batch_b.iter().map(|(_, c, _)| *c).collect()).await.unwrap();
+    let results_b = sim.engine.execute(batch_b.iter().map(|(_, c, _)| c.clone()).collect()).await.unwrap();
     check!(seed, results_b.iter().all(|r| *r == Err(Rejection::Unavailable)), "work accepted during the outage");
     sim.apply_batch(&ctx, &batch_b, &results_b);
     for index in &b_players[..10] {
@@ -1980,7 +1980,7 @@ async fn store_outage_loses_nothing_confirmed() {
             (index, order(p, asset, Side::Buy, 1, OrderKind::Limit(limit)), "rest_after_outage")
         })
         .collect();
-    let results = sim.engine.execute(rests.iter().map(|(_, c, _)| *c).collect()).await.unwrap();
+    let results = sim.engine.execute(rests.iter().map(|(_, c, _)| c.clone()).collect()).await.unwrap();
     sim.apply_batch(&ctx, &rests, &results);
     check!(
         seed,

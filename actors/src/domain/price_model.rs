@@ -1,9 +1,13 @@
 //! The price model: each asset's latent log price under GARCH(1,1)
 //! volatility with calm/volatile regimes, mean reversion to a drifting fair
 //! value, random and scheduled news jumps, a category factor, and circuit
-//! breakers. Maths runs in `f64`; it crosses into money only at the quote.
-//! One step is one market minute; every random draw comes from a seeded RNG,
-//! so a market replays exactly from its seed.
+//! breakers, plus operator news injected into an asset or a category. Maths
+//! runs in `f64`; it crosses into money only at the quote. One step is one
+//! market minute; every random draw comes from a seeded RNG, so a market
+//! replays exactly from its seed and its injections (an injection draws
+//! nothing, so a market without any replays exactly as before).
+
+use std::collections::VecDeque;
 
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -32,6 +36,10 @@ const ENTER_VOLATILE_PER_MINUTE: f64 = 1.0 / MINUTES_PER_DAY;
 const LEAVE_VOLATILE_PER_MINUTE: f64 = 1.0 / 240.0;
 /// A single shock never exceeds this many log units (keeps variance finite).
 const SHOCK_CAP: f64 = 0.5;
+/// Largest operator news jump, in log units (about +65% / −39%).
+pub const INJECTED_LOG_JUMP_MAX: f64 = 0.5;
+/// Most operator news waiting for one asset or category; one lands per minute.
+pub const PENDING_NEWS_MAX: usize = 8;
 
 /// What moved a price beyond its diffusion this minute.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -42,6 +50,8 @@ pub enum NewsKind {
     Scheduled,
     /// News about the whole category.
     Category,
+    /// News an operator injected (into the asset or its category).
+    Operator,
 }
 
 /// A news event with its log-price jump.
@@ -49,6 +59,37 @@ pub enum NewsKind {
 pub struct News {
     pub kind: NewsKind,
     pub log_jump: f64,
+}
+
+/// Operator news waiting for the next step of its asset or category. It is
+/// part of the model's state, so a snapshot keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingNews {
+    /// The jump, within ±[`INJECTED_LOG_JUMP_MAX`].
+    pub log_jump: f64,
+    /// The operator's headline, if they wrote one.
+    pub text: Option<String>,
+}
+
+/// Why operator news was not queued.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InjectError {
+    #[error("news jump {log_jump} is out of bounds: it must be a number within ±{INJECTED_LOG_JUMP_MAX}")]
+    OutOfBounds { log_jump: f64 },
+    #[error("{PENDING_NEWS_MAX} news items are already waiting; one lands per market minute")]
+    QueueFull,
+}
+
+/// Queues `news` unless its jump is out of bounds or `queue` is full.
+fn enqueue(queue: &mut VecDeque<PendingNews>, news: PendingNews) -> Result<(), InjectError> {
+    if !news.log_jump.is_finite() || news.log_jump.abs() > INJECTED_LOG_JUMP_MAX {
+        return Err(InjectError::OutOfBounds { log_jump: news.log_jump });
+    }
+    if queue.len() >= PENDING_NEWS_MAX {
+        return Err(InjectError::QueueFull);
+    }
+    queue.push_back(news);
+    Ok(())
 }
 
 /// The category factor's move in one minute, shared by its assets.
@@ -60,6 +101,9 @@ pub struct SectorMove {
     pub variance: f64,
     /// Category news this minute, if any.
     pub news: Option<News>,
+    /// Operator news about the category this minute (its jump is in
+    /// `log_return` too).
+    pub injected: Option<News>,
 }
 
 /// One category's factor: GARCH(1,1) diffusion plus category news.
@@ -71,6 +115,8 @@ pub struct SectorModel {
     variance: f64,
     last_shock: f64,
     rng: Pcg64Mcg,
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pending: VecDeque<PendingNews>,
 }
 
 const SECTOR_GARCH_ALPHA: f64 = 0.08;
@@ -88,7 +134,22 @@ impl SectorModel {
             variance: long_run,
             last_shock: 0.0,
             rng: Pcg64Mcg::seed_from_u64(mix_seed(seed, 0x5ec7_0000 + index as u64)),
+            pending: VecDeque::new(),
         }
+    }
+
+    /// Queues operator news about the whole category for a coming step.
+    ///
+    /// # Errors
+    /// A jump beyond ±[`INJECTED_LOG_JUMP_MAX`], or a full queue.
+    pub fn inject(&mut self, news: PendingNews) -> Result<(), InjectError> {
+        enqueue(&mut self.pending, news)
+    }
+
+    /// The operator news the next step applies, if any.
+    #[must_use]
+    pub fn next_injection(&self) -> Option<&PendingNews> {
+        self.pending.front()
     }
 
     /// Advances the factor by one market minute.
@@ -103,7 +164,14 @@ impl SectorModel {
         // GARCH reacts to the diffusion only: a news jump is hundreds of
         // minute-sigmas, and feeding it back would blow the variance up.
         self.last_shock = diffusion.clamp(-SHOCK_CAP, SHOCK_CAP);
-        SectorMove { log_return: diffusion + jump, variance: self.variance, news }
+        let injected = self.pending.pop_front().map(|p| News { kind: NewsKind::Operator, log_jump: p.log_jump });
+        // Added only when present, so a market without injections keeps its
+        // exact floating-point path.
+        let log_return = match injected {
+            Some(extra) => diffusion + jump + extra.log_jump,
+            None => diffusion + jump,
+        };
+        SectorMove { log_return, variance: self.variance, news, injected }
     }
 }
 
@@ -123,6 +191,8 @@ pub struct AssetModel {
     halted_until_minute: u64,
     quoted_log_price: f64,
     rng: Pcg64Mcg,
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pending: VecDeque<PendingNews>,
 }
 
 /// What an asset's model says after one minute.
@@ -136,8 +206,10 @@ pub struct ModelTick {
     pub halted: bool,
     /// Market minutes left in the halt (0 when trading).
     pub halt_minutes_left: u64,
-    /// News that hit the asset this minute.
+    /// News that hit the asset this minute (its own, else its category's).
     pub news: Option<News>,
+    /// Operator news about the asset itself that landed this minute.
+    pub injected: Option<News>,
 }
 
 impl AssetModel {
@@ -165,6 +237,48 @@ impl AssetModel {
             halted_until_minute: 0,
             quoted_log_price: log_price,
             rng: Pcg64Mcg::seed_from_u64(mix_seed(seed, index as u64)),
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Queues operator news about the asset for a coming step.
+    ///
+    /// # Errors
+    /// A jump beyond ±[`INJECTED_LOG_JUMP_MAX`], or a full queue.
+    pub fn inject(&mut self, news: PendingNews) -> Result<(), InjectError> {
+        enqueue(&mut self.pending, news)
+    }
+
+    /// The operator news the next step applies, if any.
+    #[must_use]
+    pub fn next_injection(&self) -> Option<&PendingNews> {
+        self.pending.front()
+    }
+
+    /// The fair value the price reverts to.
+    #[must_use]
+    pub fn fair_value(&self) -> f64 {
+        self.log_fair.exp()
+    }
+
+    /// The latent price (the quote, unless halted).
+    #[must_use]
+    pub fn latent_price(&self) -> f64 {
+        self.log_price.exp()
+    }
+
+    /// What the circuit breaker did in the last step: `Some(true)` it
+    /// tripped, `Some(false)` the halt ended and the asset reopened.
+    #[must_use]
+    pub fn breaker_change(&self) -> Option<bool> {
+        if self.minute == 0 {
+            None
+        } else if self.halted_until_minute == self.minute + HALT_MINUTES {
+            Some(true)
+        } else if self.halted_until_minute == self.minute {
+            Some(false)
+        } else {
+            None
         }
     }
 
@@ -202,11 +316,22 @@ impl AssetModel {
         let reversion = -reversion_rate * (self.log_price - self.log_fair);
 
         let news = self.draw_news();
-        let own_jump = news.map_or(0.0, |n| n.log_jump);
+        let injected = self.pending.pop_front().map(|p| News { kind: NewsKind::Operator, log_jump: p.log_jump });
+        let drawn_jump = news.map_or(0.0, |n| n.log_jump);
+        // Injected jumps are added only when present, so a market without
+        // injections keeps its exact floating-point path.
+        let own_jump = match injected {
+            Some(extra) => drawn_jump + extra.log_jump,
+            None => drawn_jump,
+        };
         let sector_part = p.sector_loading * sector.log_return;
         // News is information: the fair value moves with it, so mean
         // reversion does not undo it.
-        let total_jump = own_jump + p.sector_loading * sector.news.map_or(0.0, |n| n.log_jump);
+        let sector_jump = match sector.injected {
+            Some(extra) => sector.news.map_or(0.0, |n| n.log_jump) + extra.log_jump,
+            None => sector.news.map_or(0.0, |n| n.log_jump),
+        };
+        let total_jump = own_jump + p.sector_loading * sector_jump;
         self.log_fair += total_jump;
 
         let shock = (idiosyncratic + own_jump).clamp(-SHOCK_CAP, SHOCK_CAP);
@@ -228,6 +353,7 @@ impl AssetModel {
             halted,
             halt_minutes_left: self.halted_until_minute.saturating_sub(self.minute),
             news: news.or(sector.news),
+            injected,
         }
     }
 
@@ -292,6 +418,22 @@ impl MarketModel {
             })
             .collect();
         Self { sectors, assets, asset_category: universe.asset_categories().to_vec() }
+    }
+
+    /// Queues operator news for `category`'s factor (`None`: no such category).
+    ///
+    /// # Errors
+    /// As [`SectorModel::inject`].
+    pub fn inject_category(&mut self, category: usize, news: PendingNews) -> Option<Result<(), InjectError>> {
+        self.sectors.get_mut(category).map(|sector| sector.inject(news))
+    }
+
+    /// Queues operator news for the asset at `index` (`None`: no such asset).
+    ///
+    /// # Errors
+    /// As [`AssetModel::inject`].
+    pub fn inject_asset(&mut self, index: usize, news: PendingNews) -> Option<Result<(), InjectError>> {
+        self.assets.get_mut(index).map(|asset| asset.inject(news))
     }
 
     /// Steps every factor, then every asset, by one market minute.

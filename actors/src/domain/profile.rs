@@ -62,12 +62,16 @@ pub struct Profile {
     pub achievements: BTreeSet<AchievementId>,
     pub daily: DailyState,
     pub utc_offset: UtcOffset,
+    /// When the time zone last changed (a change cannot buy an extra claim).
+    pub zone_changed_at_ms: Option<i64>,
     pub entitlements: BTreeSet<Entitlement>,
     /// Payments already granted (newest last, bounded).
     pub payments: Vec<PaymentId>,
     /// Local days with trade XP (a referred player's activity).
     pub active_days: u32,
     pub last_active_day: Option<i64>,
+    /// When the first of those days began for this player.
+    pub first_active_at_ms: Option<i64>,
     pub crashes_survived: u64,
     pub stops_triggered: u64,
     pub bankruptcies: u32,
@@ -100,15 +104,16 @@ impl Profile {
     /// Applies one change (already decided by the exchange).
     pub fn apply(&mut self, change: &GameChange) {
         match change {
-            GameChange::Xp { gained, day, value_counted, pnl_counted } => {
+            GameChange::Xp { gained, day, utc_day, at_ms, value_counted, pnl_counted } => {
                 let mut today = self.xp_on(*day);
                 today.trade_xp = today.trade_xp.saturating_add(gained.trade);
                 today.profit_xp = today.profit_xp.saturating_add(gained.profit);
                 self.xp_day = today;
                 self.xp = self.xp.saturating_add(gained.total());
-                if gained.trade > 0 && self.last_active_day.is_none_or(|last| *day > last) {
+                if gained.trade > 0 && self.last_active_day.is_none_or(|last| *utc_day > last) {
                     self.active_days = self.active_days.saturating_add(1);
-                    self.last_active_day = Some(*day);
+                    self.last_active_day = Some(*utc_day);
+                    self.first_active_at_ms = Some(self.first_active_at_ms.unwrap_or(*at_ms));
                 }
                 self.value_counted = *value_counted;
                 self.pnl_counted = *pnl_counted;
@@ -125,7 +130,10 @@ impl Profile {
                 today.bonus += *bonus_paid;
                 self.xp_day = today;
             }
-            GameChange::TimeZone { offset } => self.utc_offset = *offset,
+            GameChange::TimeZone { offset, at_ms } => {
+                self.utc_offset = *offset;
+                self.zone_changed_at_ms = Some(*at_ms);
+            }
             GameChange::Entitled { entitlement, payment } => {
                 self.entitlements.insert(*entitlement);
                 if let Some(payment) = payment {
@@ -175,10 +183,15 @@ impl XpGain {
 /// A change of a player's game record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GameChange {
-    /// XP for trading and profit since the last review, on local `day`.
+    /// XP for trading and profit since the last review, on local `day`
+    /// (`utc_day` and `at_ms` count active days: a time zone cannot make two).
     Xp {
         gained: XpGain,
         day: i64,
+        #[serde(default)]
+        utc_day: i64,
+        #[serde(default)]
+        at_ms: i64,
         value_counted: Decimal,
         pnl_counted: Decimal,
     },
@@ -195,6 +208,8 @@ pub enum GameChange {
     },
     TimeZone {
         offset: UtcOffset,
+        #[serde(default)]
+        at_ms: i64,
     },
     /// An entitlement, granted by `payment` (a payment id) or by an operator.
     Entitled {

@@ -121,7 +121,8 @@ impl Exchange {
         };
         if value_new != Decimal::ZERO || pnl_new != Decimal::ZERO {
             let value_counted = account.traded_value;
-            let change = GameChange::Xp { gained, day, value_counted, pnl_counted };
+            let utc_day = local_day(at_ms, daily::UtcOffset::UTC);
+            let change = GameChange::Xp { gained, day, utc_day, at_ms, value_counted, pnl_counted };
             self.emit(Event::Game { player, change }, at_ms, out);
         }
         self.note_crash(player, at_ms, out);
@@ -185,9 +186,12 @@ impl Exchange {
         let rules = &self.game.abuse.referral;
         let referrer = profile.referrer.filter(|_| !profile.referral_rewarded)?;
         let qualifying_value = rules.trade_value_min * Decimal::from(rules.trades_min);
+        // Days apart in time, not only in the calendar: a farm must wait.
+        let waited_ms = i64::from(rules.active_days_min.saturating_sub(1)).saturating_mul(daily::DAY_MS);
         let active = account.trades >= u64::from(rules.trades_min)
             && account.traded_value >= qualifying_value
-            && profile.active_days >= rules.active_days_min;
+            && profile.active_days >= rules.active_days_min
+            && profile.first_active_at_ms.is_some_and(|first| at_ms.saturating_sub(first) >= waited_ms);
         if !active {
             return None;
         }
@@ -213,6 +217,14 @@ impl Exchange {
     ) -> Result<(Decimal, Decimal, u32), Rejection> {
         let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
         let profile = &account.profile;
+        // After a time-zone change, a full day since the last claim: moving
+        // the calendar never pays twice.
+        if let (Some(changed), Some(last)) = (profile.zone_changed_at_ms, profile.daily.last_claim_at_ms)
+            && changed >= last
+            && at_ms < last.saturating_add(daily::DAY_MS)
+        {
+            return Err(Rejection::AlreadyClaimed { next_claim_at_ms: last.saturating_add(daily::DAY_MS) });
+        }
         let claim = daily::claim(&profile.daily, at_ms, profile.utc_offset, &self.game.daily).map_err(
             |DailyRejection::AlreadyClaimed { next_claim_at_ms }| Rejection::AlreadyClaimed { next_claim_at_ms },
         )?;
@@ -240,7 +252,7 @@ impl Exchange {
     ) -> Result<(), Rejection> {
         let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
         if account.profile.utc_offset != offset {
-            self.emit(Event::Game { player, change: GameChange::TimeZone { offset } }, at_ms, out);
+            self.emit(Event::Game { player, change: GameChange::TimeZone { offset, at_ms } }, at_ms, out);
         }
         Ok(())
     }
