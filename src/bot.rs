@@ -41,6 +41,9 @@ pub const CHART_CANDLES_MAX: usize = 7 * 24 * 60;
 /// Most characters of an unknown category echoed back to the player.
 pub const CATEGORY_ECHO_CHARS_MAX: usize = 32;
 
+/// Headlines shown by `/news`.
+pub const NEWS_SHOWN: usize = 10;
+
 /// Fills shown per `/history` page.
 pub const HISTORY_PAGE_TRADES: usize = 10;
 /// Deepest `/history` page served.
@@ -166,12 +169,17 @@ impl Bot {
                 | BotCommand::Bankrupt
                 | BotCommand::Start { .. }
         );
-        let mut replies = vec![self.run_one(speaker, parsed).await];
+        let mut reply = self.run_one(speaker, parsed).await;
         if reviews {
+            // Level-ups and achievements ride on the reply itself (after
+            // its first line, so a trade reply still starts with its verb).
             let (_, announcements) = self.review(speaker).await;
-            replies.extend(announcements);
+            for announcement in announcements {
+                reply.text.push_str("\n\n");
+                reply.text.push_str(&announcement.text);
+            }
         }
-        replies
+        vec![reply]
     }
 
     async fn run_one(&self, speaker: &Speaker, parsed: BotCommand) -> Reply {
@@ -360,7 +368,15 @@ impl Bot {
 
     /// The latest news.
     async fn news(&self) -> Reply {
-        Reply::text("📰 No news yet.")
+        let headlines = self.engine.headlines(NEWS_SHOWN);
+        if headlines.is_empty() {
+            return Reply::text("📰 No news yet: markets are quiet. Check again later.");
+        }
+        let mut text = String::from("📰 <b>Latest news</b>\n");
+        for headline in headlines.iter().rev() {
+            let _ = writeln!(text, "• {}", escape(&headline.text));
+        }
+        Reply::text(text).with_row(vec![Button::new("↻ Refresh", "/news"), Button::new("Market", "/market")])
     }
 
     async fn ledger(&self, player: PlayerId) -> Result<PlayerLedger, Reply> {

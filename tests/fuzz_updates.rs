@@ -871,7 +871,14 @@ async fn updates_parse_and_dispatch_without_panic() {
         autonomous_ticker: false,
     };
     let engine = Engine::start(&settings.engine, deps).await.unwrap();
-    let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()));
+    // Unthrottled: this test counts one reply per command (limits are tested elsewhere).
+    let unlimited = stockbot::bot::GameOptions {
+        player_commands_per_window: u32::MAX,
+        chat_commands_per_window: u32::MAX,
+        ..stockbot::bot::GameOptions::default()
+    };
+    let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()))
+        .with_game(Arc::new(stockbot::coord::local::LocalCoordinator::new()), unlimited);
     for player in 1..=PLAYER_POOL {
         let speaker = Speaker { player: actors::domain::ids::PlayerId(player), chat: None, name: format!("p{player}") };
         let replies = bot.handle_text(&speaker, "/start").await;
@@ -945,7 +952,14 @@ async fn updates_run_through_the_handler_to_the_bot_api() {
         autonomous_ticker: false,
     };
     let engine = Engine::start(&settings.engine, deps).await.unwrap();
-    let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()));
+    // Unthrottled: this test counts one reply per command (limits are tested elsewhere).
+    let unlimited = stockbot::bot::GameOptions {
+        player_commands_per_window: u32::MAX,
+        chat_commands_per_window: u32::MAX,
+        ..stockbot::bot::GameOptions::default()
+    };
+    let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()))
+        .with_game(Arc::new(stockbot::coord::local::LocalCoordinator::new()), unlimited);
     let limits = RateLimits { global_per_sec: 100_000, chat_per_sec: 100_000, group_per_min: 1_000_000 };
     let api = make_bot(&fake.token, Some(&fake.base_url)).unwrap();
     let sender = start_sender(api, limits, 100_000, Arc::new(|_| {}));

@@ -585,9 +585,23 @@ impl Bot {
 
     /// `/admin news TARGET ±PCT TEXT`: a news jump through the price model.
     async fn admin_news(&self, admin: i64, target: &str, move_pct: Decimal, text: &str) -> Reply {
+        let news_target = match actors::domain::news::NewsTarget::parse(self.engine.universe(), target) {
+            Ok(news_target) => news_target,
+            Err(error) => return Reply::text(format!("⚠️ {}", escape(&error.to_string()))),
+        };
+        let factor = (Decimal::ONE + move_pct / Decimal::ONE_HUNDRED).to_f64().unwrap_or(1.0);
+        if factor <= 0.0 {
+            return Reply::text("⚠️ A move must stay above -100%.");
+        }
+        let headline = (!text.trim().is_empty()).then(|| text.trim().to_owned());
+        if let Err(error) = self.engine.inject_news(news_target, factor.ln(), headline).await {
+            return Reply::text(format!("⚠️ {}", escape(&error.to_string())));
+        }
         let action = format!("news {target} {move_pct}% {text}");
         match self.engine.execute_one(Command::AdminNote { admin, action }).await {
-            Ok(_) => Reply::text("🛠 News noted (price-model injection arrives with the news feed)."),
+            Ok(_) => {
+                Reply::text(format!("🛠 News queued: {} moves {move_pct}% at the next market minute.", escape(target)))
+            }
             Err(rejected) => reply::rejection(&rejected),
         }
     }

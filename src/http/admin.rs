@@ -86,10 +86,18 @@ pub async fn player(state: web::Data<AppState>, request: HttpRequest, path: web:
         cash: format!("{:.2}", ledger.account.cash),
         holdings,
         trades: ledger.account.trades,
-        xp: 0,
-        level: 1,
-        achievements: Vec::new(),
-        entitlements: Vec::new(),
+        xp: ledger.account.profile.xp,
+        level: engine.game_rules().progression.level_for_xp(ledger.account.profile.xp),
+        achievements: ledger.account.profile.achievements.iter().map(ToString::to_string).collect(),
+        entitlements: ledger
+            .account
+            .profile
+            .entitlements
+            .iter()
+            .map(|e| match e {
+                actors::domain::alert::Entitlement::Premium => "premium".to_owned(),
+            })
+            .collect(),
     })
 }
 
