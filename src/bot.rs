@@ -155,8 +155,12 @@ impl Bot {
                     BotCommand::Top { board, page } => self.top(speaker, board, page).await,
                     _ => return announcements,
                 };
-                announcements.insert(0, view);
-                return announcements;
+                let mut view = view;
+                for announcement in announcements.drain(..) {
+                    view.text.push_str("\n\n");
+                    view.text.push_str(&announcement.text);
+                }
+                return vec![view];
             }
             _ => {}
         }
@@ -373,7 +377,7 @@ impl Bot {
             return Reply::text("📰 No news yet: markets are quiet. Check again later.");
         }
         let mut text = String::from("📰 <b>Latest news</b>\n");
-        for headline in headlines.iter().rev() {
+        for headline in &headlines {
             let _ = writeln!(text, "• {}", escape(&headline.text));
         }
         Reply::text(text).with_row(vec![Button::new("↻ Refresh", "/news"), Button::new("Market", "/market")])
