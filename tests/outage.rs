@@ -49,7 +49,11 @@ fn postgres_outage_under_load() {
                         .unwrap()
                         .json()
                         .unwrap();
-                    let reply = body["replies"][0]["text"].as_str().unwrap().to_owned();
+                    // Past the rate limit's one reply per window, silence: wait.
+                    let Some(reply) = body["replies"][0]["text"].as_str().map(str::to_owned) else {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    };
                     if let Some((qty, ticker)) = parse_fill(&reply) {
                         let mut all = confirmed.lock().unwrap();
                         all[p].0 += 1;
