@@ -871,14 +871,7 @@ async fn updates_parse_and_dispatch_without_panic() {
         autonomous_ticker: false,
     };
     let engine = Engine::start(&settings.engine, deps).await.unwrap();
-    // Unthrottled: this test counts one reply per command (limits are tested elsewhere).
-    let unlimited = stockbot::bot::GameOptions {
-        player_commands_per_window: u32::MAX,
-        chat_commands_per_window: u32::MAX,
-        ..stockbot::bot::GameOptions::default()
-    };
-    let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()))
-        .with_game(Arc::new(stockbot::coord::local::LocalCoordinator::new()), unlimited);
+    let bot = unthrottled_bot(&engine, store);
     for player in 1..=PLAYER_POOL {
         let speaker = Speaker { player: actors::domain::ids::PlayerId(player), chat: None, name: format!("p{player}") };
         let replies = bot.handle_text(&speaker, "/start").await;
@@ -952,14 +945,7 @@ async fn updates_run_through_the_handler_to_the_bot_api() {
         autonomous_ticker: false,
     };
     let engine = Engine::start(&settings.engine, deps).await.unwrap();
-    // Unthrottled: this test counts one reply per command (limits are tested elsewhere).
-    let unlimited = stockbot::bot::GameOptions {
-        player_commands_per_window: u32::MAX,
-        chat_commands_per_window: u32::MAX,
-        ..stockbot::bot::GameOptions::default()
-    };
-    let bot = Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()))
-        .with_game(Arc::new(stockbot::coord::local::LocalCoordinator::new()), unlimited);
+    let bot = unthrottled_bot(&engine, store);
     let limits = RateLimits { global_per_sec: 100_000, chat_per_sec: 100_000, group_per_min: 1_000_000 };
     let api = make_bot(&fake.token, Some(&fake.base_url)).unwrap();
     let sender = start_sender(api, limits, 100_000, Arc::new(|_| {}));
@@ -1018,4 +1004,16 @@ async fn updates_run_through_the_handler_to_the_bot_api() {
     for call in calls.iter().filter(|c| c.method == "sendMessage") {
         assert!(!call.text().unwrap_or_default().to_ascii_lowercase().contains("<script"));
     }
+}
+
+/// The bot without rate limits: these tests count one reply per command
+/// (limits are tested elsewhere).
+fn unthrottled_bot(engine: &Engine, store: impl actors::ports::Store) -> Bot {
+    let unlimited = stockbot::bot::GameOptions {
+        player_commands_per_window: u32::MAX,
+        chat_commands_per_window: u32::MAX,
+        ..stockbot::bot::GameOptions::default()
+    };
+    Bot::new(engine.clone(), Arc::new(store), Some(BOT.to_owned()))
+        .with_game(Arc::new(stockbot::coord::local::LocalCoordinator::new()), unlimited)
 }

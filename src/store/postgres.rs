@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use actors::domain::account::{Account, Position};
-use actors::domain::event::{Event, ResetReason};
+use actors::domain::event::Event;
 use actors::domain::event::{Stamped, Trade};
 use actors::domain::ids::{AssetId, OrderId, PlayerId, TradeId};
 use actors::domain::order::{RestingOrder, Trigger};
@@ -781,13 +781,7 @@ async fn rebuild(txn: &Transaction<'_>, players: &[i64]) -> Result<Vec<(PlayerId
             (Event::CashCredited { amount, .. }, Some(account)) => account.cash += *amount,
             (Event::Traded(trade), Some(account)) => account.apply_trade(trade),
             (Event::Game { change, .. }, Some(account)) => account.apply_game(change),
-            (Event::AccountReset { cash, reason, .. }, Some(account)) => {
-                let season = match reason {
-                    ResetReason::Season { season } => Some(*season),
-                    ResetReason::Bankruptcy => None,
-                };
-                account.reset(*cash, season);
-            }
+            (Event::AccountReset { cash, reason, .. }, Some(account)) => account.reset(*cash, *reason),
             _ => {}
         }
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use super::event::Trade;
+use super::event::{ResetReason, Trade};
 use super::ids::AssetId;
 use super::order::{RestingOrder, Side};
 use super::profile::{GameChange, Profile};
@@ -78,8 +78,13 @@ impl Account {
     }
 
     /// Starts over with `cash` and no holdings (orders were cancelled
-    /// before); the game record and lifetime counters stay. `season`: the season it now belongs to.
-    pub fn reset(&mut self, cash: Decimal, season: Option<i64>) {
+    /// before); the game record and lifetime counters stay. A season reset
+    /// moves the account into that season.
+    pub fn reset(&mut self, cash: Decimal, reason: ResetReason) {
+        let season = match reason {
+            ResetReason::Season { season } => Some(season),
+            ResetReason::Bankruptcy => None,
+        };
         self.cash = cash;
         self.reserved_cash = Decimal::ZERO;
         self.positions.clear();

@@ -17,7 +17,7 @@ use super::account::Account;
 use super::alert::{Alert, Perks};
 use super::asset::Universe;
 use super::book::Book;
-use super::event::{CancelReason, CreditReason, Event, ResetReason, Stamped, Tick, Trade};
+use super::event::{CancelReason, CreditReason, Event, Stamped, Tick, Trade};
 use super::game::{GameRules, LevelTable};
 use super::ids::{AssetId, OrderId, PlayerId, TradeId};
 use super::money::{Lean, MONEY_MAX, round_money};
@@ -751,11 +751,7 @@ impl Exchange {
             }
             Event::AccountReset { player, cash, reason } => {
                 if let Some(account) = self.accounts.get_mut(player) {
-                    let season = match reason {
-                        ResetReason::Season { season } => Some(*season),
-                        ResetReason::Bankruptcy => None,
-                    };
-                    account.reset(*cash, season);
+                    account.reset(*cash, *reason);
                 }
             }
             Event::AlertSet(alert) => {

@@ -40,13 +40,7 @@ impl PlayerLedger {
             }
             Event::OrderCancelled { order, .. } => self.remove_order(*order),
             Event::Game { change, .. } => self.account.apply_game(change),
-            Event::AccountReset { cash, reason, .. } => {
-                let season = match reason {
-                    super::event::ResetReason::Season { season } => Some(*season),
-                    super::event::ResetReason::Bankruptcy => None,
-                };
-                self.account.reset(*cash, season);
-            }
+            Event::AccountReset { cash, reason, .. } => self.account.reset(*cash, *reason),
             Event::Ticked(_)
             | Event::TradingHalted { .. }
             | Event::AlertSet(_)

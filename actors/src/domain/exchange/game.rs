@@ -129,19 +129,21 @@ impl Exchange {
 
         let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
         let standing = self.standing(account);
-        let stats = self.stats(account, standing.net_worth);
-        let fresh = self.game.achievements.newly_unlocked(&stats, &account.profile.achievements);
-        for id in &fresh {
-            let xp = self.game.achievements.get(id.as_str()).map_or(0, |def| def.xp);
-            self.emit(Event::Game { player, change: GameChange::Achieved { id: id.clone(), xp } }, at_ms, out);
-        }
-        // Achievement XP may reach a level that unlocks a level achievement.
-        let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
-        let stats = self.stats(account, standing.net_worth);
-        let more = self.game.achievements.newly_unlocked(&stats, &account.profile.achievements);
-        for id in &more {
-            let xp = self.game.achievements.get(id.as_str()).map_or(0, |def| def.xp);
-            self.emit(Event::Game { player, change: GameChange::Achieved { id: id.clone(), xp } }, at_ms, out);
+        // Until nothing new: achievement XP may reach a level that unlocks a
+        // level achievement.
+        let mut unlocked = Vec::new();
+        loop {
+            let account = self.accounts.get(&player).ok_or(Rejection::NoAccount)?;
+            let stats = self.stats(account, standing.net_worth);
+            let fresh = self.game.achievements.newly_unlocked(&stats, &account.profile.achievements);
+            if fresh.is_empty() {
+                break;
+            }
+            for id in fresh {
+                let xp = self.game.achievements.get(id.as_str()).map_or(0, |def| def.xp);
+                self.emit(Event::Game { player, change: GameChange::Achieved { id: id.clone(), xp } }, at_ms, out);
+                unlocked.push(id);
+            }
         }
         let referrer_due = self.referral_due(player, at_ms, out);
 
@@ -152,7 +154,7 @@ impl Exchange {
             xp,
             level_before,
             level: self.game.progression.level_for_xp(xp),
-            achievements: fresh.into_iter().chain(more).collect(),
+            achievements: unlocked,
             net_worth: standing.net_worth,
             return_pct: standing.return_pct,
             referrer_due,
