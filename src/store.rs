@@ -4,6 +4,7 @@
 //! and both held to one contract-test suite (`tests/store_contract.rs`).
 
 pub mod embedded;
+mod fills;
 pub mod migrate;
 mod plan;
 pub mod postgres;

@@ -647,10 +647,19 @@ async fn postgres_migrates_only_when_asked() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     store.append(batch).await.unwrap();
     assert!(store.audit(scenario.tickers()).await.unwrap().ok);
 }
+
+/// Stored ledgers behind the log: events after their checkpoint, or fills
+/// the checkpoint did not put in the player's history (the journal's tail
+/// after the watermark).
+const BEHIND: &str = "SELECT COUNT(*) FROM players WHERE ledger_seq < GREATEST(\
+     (SELECT MAX(seq) FROM events WHERE player = players.player \
+      AND kind IN ('AccountOpened', 'CashCredited', 'Traded', 'Game', 'AccountReset')), \
+     (SELECT MAX(last_seq) FROM player_fills WHERE player = players.player)) \
+     OR (SELECT seq FROM fill_watermark) < (SELECT MAX(last_seq) FROM fill_batches)";
 
 /// PostgreSQL checkpoints ledgers in the background: a store dropped with
 /// ledgers still dirty (as by a crash) loses nothing — loads rebuild them
@@ -685,12 +694,7 @@ async fn postgres_rebuilds_ledgers_not_checkpointed() {
     assert!(audit.ok, "{audit:?}");
     assert_eq!(audit, reference.audit(scenario.tickers()).await.unwrap());
     let client = database.client().await;
-    let behind: i64 = client
-        .query_one("SELECT COUNT(*) FROM players WHERE ledger_seq < (SELECT MAX(seq) FROM events WHERE player = players.player \
-             AND kind IN ('AccountOpened', 'CashCredited', 'Traded', 'Game', 'AccountReset'))", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let behind: i64 = client.query_one(BEHIND, &[]).await.unwrap().get(0);
     assert_eq!(behind, 0, "the audit brought every ledger up to date");
 }
 
@@ -732,15 +736,7 @@ async fn postgres_rebuilds_game_ledgers_not_checkpointed() {
     drop(store);
 
     let client = database.client().await;
-    let behind: i64 = client
-        .query_one(
-            "SELECT COUNT(*) FROM players WHERE ledger_seq < (SELECT MAX(seq) FROM events WHERE player = players.player \
-             AND kind IN ('AccountOpened', 'CashCredited', 'Traded', 'Game', 'AccountReset'))",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let behind: i64 = client.query_one(BEHIND, &[]).await.unwrap().get(0);
     assert_eq!(behind, 0, "the audit checkpointed every ledger");
     let first = scenario.players[0];
     let xp: String = client
@@ -754,6 +750,110 @@ async fn postgres_rebuilds_game_ledgers_not_checkpointed() {
         let loaded = store.load_account(*player).await.unwrap();
         assert_eq!(loaded.as_ref(), scenario.exchange.account(*player), "checkpointed ledger of {player}");
     }
+}
+
+/// A V4 database (every fill a `Traded` event and a `trades` row, ledgers
+/// never checkpointed) upgraded by V5: fills move into history chunks, the
+/// log reads back unchanged, ledgers rebuild, histories page, the audit
+/// agrees with the reference, and trading continues on the journal.
+#[tokio::test]
+async fn postgres_v5_keeps_a_v4_log() {
+    const V4: [&str; 4] = [
+        include_str!("../sql/V1__init.sql"),
+        include_str!("../sql/V2__lighter_writes.sql"),
+        include_str!("../sql/V3__ledger_checkpoints.sql"),
+        include_str!("../sql/V4__player_profiles.sql"),
+    ];
+    let database = backends::FreshDatabase::create().await;
+    let client = database.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             checksum TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .unwrap();
+    for (version, sql) in (1..).zip(V4) {
+        client.batch_execute(sql).await.unwrap();
+        let checksum = stockbot::store::migrate::checksum(sql);
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, 'v4', $2)",
+                &[&version, &checksum],
+            )
+            .await
+            .unwrap();
+    }
+    let reference = MemoryStore::new();
+    let mut scenario = Scenario::new(19, 6);
+    let mut batches = vec![scenario.open_all()];
+    for round in 0..4 {
+        batches.push(scenario.market_round(12, round));
+    }
+    for batch in &batches {
+        reference.append(Arc::new(batch.clone())).await.unwrap();
+        for stamped in &batch.events {
+            let (seq, player) = (i64::try_from(stamped.seq).unwrap(), stamped.event.player().map(|p| p.0));
+            let kind = serde_json::to_value(&stamped.event).unwrap();
+            let kind = kind
+                .as_object()
+                .map_or_else(|| kind.as_str().unwrap().to_owned(), |o| o.keys().next().unwrap().clone());
+            client
+                .execute(
+                    "INSERT INTO events (seq, at_ms, kind, player, payload) VALUES ($1, $2, $3, $4, $5)",
+                    &[&seq, &stamped.at_ms, &kind, &player, &tokio_postgres::types::Json(stamped)],
+                )
+                .await
+                .unwrap();
+            if let Event::Traded(trade) = &stamped.event {
+                let side = if trade.side == Side::Buy { "Buy" } else { "Sell" };
+                client
+                    .execute(
+                        "INSERT INTO trades (trade_id, seq, at_ms, player, asset, side, qty, price, fee, order_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL)",
+                        &[
+                            &i64::try_from(trade.id.0).unwrap(),
+                            &seq,
+                            &stamped.at_ms,
+                            &trade.player.0,
+                            &i32::from(trade.asset.0),
+                            &side,
+                            &i64::try_from(trade.qty).unwrap(),
+                            &trade.price,
+                            &trade.fee,
+                        ],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    assert!(scenario.count(|e| matches!(e, Event::Traded(_))) > 20, "the V4 log holds fills");
+    stockbot::store::migrate(&database.url).await.unwrap();
+
+    let store = PostgresStore::connect(&database.url, 2).await.unwrap();
+    assert_eq!(store.events_after(0, usize::MAX).await.unwrap(), scenario.log);
+    for player in &scenario.players {
+        assert_eq!(store.load_account(*player).await.unwrap().as_ref(), scenario.exchange.account(*player));
+        assert_eq!(
+            store.trades_of(*player, u64::MAX, 3).await.unwrap(),
+            reference.trades_of(*player, u64::MAX, 3).await.unwrap()
+        );
+    }
+    let batch = scenario.market_round(12, 4);
+    store.append(Arc::new(batch.clone())).await.unwrap();
+    reference.append(Arc::new(batch)).await.unwrap();
+    let audit = store.audit(scenario.tickers()).await.unwrap();
+    assert!(audit.ok, "{audit:?}");
+    assert_eq!(audit, reference.audit(scenario.tickers()).await.unwrap());
+    assert_eq!(store.events_after(0, usize::MAX).await.unwrap(), scenario.log);
+    let first = scenario.players[0];
+    assert_eq!(
+        store.trades_of(first, u64::MAX, 100).await.unwrap(),
+        reference.trades_of(first, u64::MAX, 100).await.unwrap()
+    );
+    let viewed: i64 = client.query_one("SELECT COUNT(*) FROM trades", &[]).await.unwrap().get(0);
+    assert_eq!(usize::try_from(viewed).unwrap(), scenario.count(|e| matches!(e, Event::Traded(_))));
 }
 
 /// The embedded store makes its directory and names its file.

@@ -16,6 +16,7 @@ use crate::domain::price_model::{AssetModel, SectorModel};
 
 pub mod coordinator;
 pub mod memory;
+pub mod reconcile;
 
 /// A `Send` future owned by nobody but its caller.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -1,2 +1,2 @@
--- Stored events with $1 <= seq <= $2, in order (to recognise a retried batch).
+-- Stored events (other than journalled fills) with $1 <= seq <= $2, in order.
 SELECT payload FROM events WHERE seq BETWEEN $1 AND $2 ORDER BY seq

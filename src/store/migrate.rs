@@ -27,6 +27,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 2, name: "lighter_writes", sql: include_str!("../../sql/V2__lighter_writes.sql") },
     Migration { version: 3, name: "ledger_checkpoints", sql: include_str!("../../sql/V3__ledger_checkpoints.sql") },
     Migration { version: 4, name: "player_profiles", sql: include_str!("../../sql/V4__player_profiles.sql") },
+    Migration { version: 5, name: "fill_journal", sql: include_str!("../../sql/V5__fill_journal.sql") },
 ];
 
 /// SQLite migrations of the embedded store, in order.
@@ -170,7 +171,9 @@ fn failed(migration: &Migration, error: &StoreError) -> StoreError {
 }
 
 /// FNV-1a (64 bit) of a file's text, in hex: detects edits, not attacks.
-fn checksum(sql: &str) -> String {
+/// The checksum recorded for an applied migration file (FNV-1a, hex).
+#[must_use]
+pub fn checksum(sql: &str) -> String {
     let hash = sql
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));

@@ -119,6 +119,9 @@ impl<'a> Plan<'a> {
             match &stamped.event {
                 Event::Traded(trade) => {
                     check_trade(trade)?;
+                    if plan.trades.last().is_some_and(|last| last.trade.id >= trade.id) {
+                        return Err(StoreError::Invalid(format!("trade id {} out of order", trade.id.0)));
+                    }
                     plan.trades.push(TradeRow { seq, at_ms: stamped.at_ms, trade });
                     if let Some(order) = trade.order {
                         plan.remove_order(order, &mut placed, &mut removed_placed)?;

@@ -15,10 +15,10 @@ use rust_decimal::Decimal;
 
 use rustc_hash::FxHashMap;
 
+use super::reconcile::Reconciliation;
 use super::{Audit, BoxFuture, Candle, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
 use crate::domain::event::Event;
 use crate::domain::ids::AssetId;
-use crate::domain::order::Side;
 
 struct Inner {
     /// The log, one chunk per append (the batch's ledgers are not kept).
@@ -153,20 +153,18 @@ impl Store for MemoryStore {
             let mut stored = Reconciliation::default();
             let mut negative = false;
             for (player, account) in &inner.accounts {
-                stored.cash.insert(*player, account.cash);
                 negative |= account.cash < Decimal::ZERO;
-                for position in &account.positions {
-                    *stored.shares.entry((*player, position.asset.index())).or_default() += i128::from(position.qty);
-                }
+                stored.hold(
+                    *player,
+                    account.cash,
+                    account.positions.iter().map(|p| (p.asset.index(), i128::from(p.qty))),
+                );
             }
             expected.shares.retain(|_, qty| *qty != 0);
             stored.shares.retain(|_, qty| *qty != 0);
             let ok = !negative && expected.shares == stored.shares && expected.cash_total() == stored.cash_total();
-            let mut per_asset: std::collections::BTreeMap<usize, i128> = std::collections::BTreeMap::new();
-            for ((_, asset), qty) in &stored.shares {
-                *per_asset.entry(*asset).or_default() += *qty;
-            }
-            let shares = per_asset
+            let shares = stored
+                .shares_per_asset()
                 .iter()
                 .map(|(asset, qty)| {
                     let ticker = tickers.get(*asset).cloned().unwrap_or_else(|| format!("#{asset}"));
@@ -231,40 +229,5 @@ impl Store for MemoryStore {
             Ok(candles)
         });
         Box::pin(async move { result })
-    }
-}
-
-/// Balances as the log says they must be, per player.
-#[derive(Default)]
-struct Reconciliation {
-    cash: std::collections::HashMap<PlayerId, Decimal>,
-    shares: std::collections::BTreeMap<(PlayerId, usize), i128>,
-}
-
-impl Reconciliation {
-    fn apply(&mut self, event: &Event) {
-        match event {
-            Event::AccountOpened { player, cash, .. } => {
-                self.cash.insert(*player, *cash);
-            }
-            Event::AccountReset { player, cash, .. } => {
-                self.cash.insert(*player, *cash);
-                self.shares.retain(|(holder, _), _| holder != player);
-            }
-            Event::CashCredited { player, amount, .. } => *self.cash.entry(*player).or_default() += *amount,
-            Event::Traded(trade) => {
-                *self.cash.entry(trade.player).or_default() += trade.cash_delta();
-                let signed = match trade.side {
-                    Side::Buy => i128::from(trade.qty),
-                    Side::Sell => -i128::from(trade.qty),
-                };
-                *self.shares.entry((trade.player, trade.asset.index())).or_default() += signed;
-            }
-            _ => {}
-        }
-    }
-
-    fn cash_total(&self) -> Decimal {
-        self.cash.values().copied().sum()
     }
 }

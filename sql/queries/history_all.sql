@@ -1,0 +1,2 @@
+-- Every history chunk (for the audit).
+SELECT fills::TEXT FROM player_fills

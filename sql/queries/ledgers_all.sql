@@ -1,0 +1,2 @@
+-- Every stored ledger's cash and positions (for the audit).
+SELECT player, cash, positions::TEXT FROM players
