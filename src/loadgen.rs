@@ -143,17 +143,28 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
         engine.execute(chunk.iter().map(|player| Command::Open { player: *player }).collect()).await?;
     }
     let concurrency = args.concurrency.unwrap_or(4_096).clamp(1, CONCURRENCY_MAX).min(players.len());
-    let assets = u16::try_from(engine.universe().len()).unwrap_or(u16::MAX);
+    let assets = tradable_assets(&engine);
     let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
-    let players = Rc::new(players);
-    let started = Instant::now();
-    let workers: Vec<_> = (0..concurrency)
-        .map(|worker| {
-            let (engine, players) = (engine.clone(), Rc::clone(&players));
-            actix::spawn(trade_until(engine, players, worker, concurrency, assets, deadline))
-        })
-        .collect();
-    let mut report = LoadReport::gather(workers, started).await;
+    // The simulated players get a thread of their own: the engine's
+    // threads do only the engine's work, as with players in Telegram.
+    let clients = actix::Arbiter::new();
+    let (sender, finished) = tokio::sync::oneshot::channel();
+    let driver = engine.clone();
+    clients.spawn(async move {
+        let started = Instant::now();
+        let workers: Vec<_> = {
+            let (players, assets) = (Rc::new(players), Rc::new(assets));
+            (0..concurrency)
+                .map(|worker| {
+                    let (engine, players, assets) = (driver.clone(), Rc::clone(&players), Rc::clone(&assets));
+                    actix::spawn(trade_until(engine, players, worker, concurrency, assets, deadline))
+                })
+                .collect()
+        };
+        let _ = sender.send(LoadReport::gather(workers, started).await);
+    });
+    let mut report = finished.await.map_err(|_| LoadgenError::Target("the load clients stopped".into()))?;
+    clients.stop();
     let metrics = engine.metrics();
     let batches = EngineMetrics::get(&metrics.batches_persisted).max(1);
     #[allow(clippy::cast_precision_loss)]
@@ -166,18 +177,31 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
     Ok(report)
 }
 
+/// The assets a new player may trade (with the game gated, level 1 opens
+/// some categories only): simulated players trade what a real one could,
+/// rather than hammering locked markets.
+fn tradable_assets(engine: &Engine) -> Vec<AssetId> {
+    let rules = engine.game_rules();
+    let opened = rules.progression.unlocks(1);
+    let categories = engine.universe().asset_categories();
+    (0..engine.universe().len())
+        .filter(|index| !rules.gated || categories.get(*index).is_some_and(|c| opened.allows_category(*c)))
+        .filter_map(|index| u16::try_from(index).ok().map(AssetId))
+        .collect()
+}
+
 /// One client: the players `worker, worker + stride, …`, one command at a time.
 async fn trade_until(
     engine: Engine,
     players: Rc<Vec<PlayerId>>,
     worker: usize,
     stride: usize,
-    assets: u16,
+    assets: Rc<Vec<AssetId>>,
     deadline: Instant,
 ) -> LoadReport {
     let mine: Vec<PlayerId> = players.iter().skip(worker).step_by(stride).copied().collect();
     let mut report = LoadReport::default();
-    let mut held: Vec<Vec<u64>> = vec![vec![0; usize::from(assets)]; mine.len()];
+    let mut held: Vec<Vec<u64>> = vec![vec![0; assets.len()]; mine.len()];
     let mut rng = mix_seed(0x10ad, worker as u64);
     let mut turn = 0_usize;
     while Instant::now() < deadline && !mine.is_empty() {
@@ -185,12 +209,12 @@ async fn trade_until(
         let slot = turn % mine.len();
         turn += 1;
         let (Some(player), Some(holdings)) = (mine.get(slot), held.get_mut(slot)) else { break };
-        let asset_index = usize::try_from(rng % u64::from(assets.max(1))).unwrap_or(0);
+        let asset_index = usize::try_from(rng % (assets.len().max(1) as u64)).unwrap_or(0);
         let owned = holdings.get(asset_index).copied().unwrap_or(0);
         let side = if owned > 0 && (rng >> 20) % 10 < 5 { Side::Sell } else { Side::Buy };
         let qty = if side == Side::Sell { owned.min(1 + (rng >> 32) % 5) } else { 1 + (rng >> 32) % 5 };
         let Ok(qty) = Quantity::new(qty) else { continue };
-        let asset = AssetId(u16::try_from(asset_index).unwrap_or(0));
+        let Some(asset) = assets.get(asset_index).copied() else { break };
         let request = OrderRequest { player: *player, asset, side, qty, kind: OrderKind::Market };
         let sent = Instant::now();
         match engine.execute_one(Command::Place(request)).await {

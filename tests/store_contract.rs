@@ -27,7 +27,7 @@ use actors::domain::ids::{AssetId, PlayerId};
 use actors::domain::order::Side;
 use actors::domain::profile::{GameChange, PaymentId};
 use actors::ports::memory::MemoryStore;
-use actors::ports::{EventBatch, Store, StoreError};
+use actors::ports::{CommitGate, EventBatch, Store, StoreError};
 use backends::{Backend, Embedded, Memory, Postgres};
 use rust_decimal::Decimal;
 use scenario::{Scenario, shifted};
@@ -523,6 +523,49 @@ mod cases {
         }
     }
 
+    /// Pipelined group commit: a batch appended after one still committing
+    /// commits after it (both land, in order), and one whose predecessor
+    /// failed writes nothing and can be sent again after it.
+    pub async fn pipelined_appends_keep_the_log<B: Backend>() {
+        let fixture = Fixture::<B>::new().await;
+        let mut scenario = Scenario::new(21, 8);
+        fixture.append(&scenario.open_all()).await.unwrap();
+        for _ in 0..3 {
+            let (first, second) = (scenario.busy(30), scenario.busy(30));
+            let (signal, gate) = CommitGate::new();
+            let later = Arc::clone(&fixture.store).append_after(Arc::new(second.clone()), gate);
+            let earlier = fixture.store.append(Arc::new(first.clone()));
+            let earlier = async move {
+                let result = earlier.await;
+                signal.done(result.is_ok());
+                result
+            };
+            let (earlier, later) = tokio::join!(earlier, later);
+            earlier.unwrap();
+            later.unwrap();
+            fixture.reference.append(Arc::new(first)).await.unwrap();
+            fixture.reference.append(Arc::new(second)).await.unwrap();
+        }
+        assert_eq!(fixture.store.events_after(0, usize::MAX).await.unwrap(), scenario.log);
+
+        let (first, second) = (scenario.busy(30), scenario.busy(30));
+        let (signal, gate) = CommitGate::new();
+        signal.done(false);
+        let refused = Arc::clone(&fixture.store).append_after(Arc::new(second.clone()), gate).await;
+        assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+        let (signal, gate) = CommitGate::new();
+        drop(signal);
+        let refused = Arc::clone(&fixture.store).append_after(Arc::new(second.clone()), gate).await;
+        assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+        fixture.append(&first).await.unwrap();
+        fixture.append(&second).await.unwrap();
+        assert_eq!(fixture.store.events_after(0, usize::MAX).await.unwrap(), scenario.log);
+        fixture.assert_ledgers(&scenario).await;
+        let audit = fixture.store.audit(scenario.tickers()).await.unwrap();
+        assert!(audit.ok, "{audit:?}");
+        assert_eq!(audit, fixture.reference.audit(scenario.tickers()).await.unwrap());
+    }
+
     /// Seqs must be contiguous inside a batch too.
     pub async fn gap_inside_a_batch_is_refused<B: Backend>() {
         let backend = B::create().await;
@@ -579,6 +622,7 @@ macro_rules! shared_suite {
                 survives_reopen,
                 game_profile_roundtrip,
                 audit_reconciles_resets,
+                pipelined_appends_keep_the_log,
             );
         }
     };

@@ -23,6 +23,8 @@ pub struct EngineSettings {
     pub flush_batch_events_max: usize,
     /// Group commit: longest wait before a partial batch is flushed.
     pub flush_interval_ms: u64,
+    /// Group commits in flight at once (each commits after the one before).
+    pub flush_pipeline_depth: usize,
     /// Most commands in one market message.
     pub batch_commands_max: usize,
     /// Most single commands waiting to be batched (a full queue answers "busy").
@@ -40,6 +42,7 @@ impl Default for EngineSettings {
             pending_events_max: 200_000,
             flush_batch_events_max: 20_000,
             flush_interval_ms: 2,
+            flush_pipeline_depth: 2,
             batch_commands_max: 4_096,
             command_queue_max: 65_536,
             snapshot_interval_ms: 60_000,

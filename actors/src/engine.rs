@@ -182,6 +182,7 @@ impl Engine {
             settings.flush_batch_events_max,
             settings.flush_interval_ms,
         )
+        .with_pipeline_depth(settings.flush_pipeline_depth)
         .start();
         let market_arbiter = Arbiter::new();
         let portfolio_arbiter = Arbiter::new().handle();

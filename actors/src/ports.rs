@@ -21,6 +21,42 @@ pub mod reconcile;
 /// A `Send` future owned by nobody but its caller.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// Learns whether an earlier append committed (see [`Store::append_after`]).
+#[derive(Debug, Clone)]
+pub struct CommitGate(tokio::sync::watch::Receiver<Option<bool>>);
+
+/// Tells the [`CommitGate`]s of one append how it ended (dropped untold: it failed).
+#[derive(Debug)]
+pub struct CommitSignal(tokio::sync::watch::Sender<Option<bool>>);
+
+impl CommitGate {
+    /// A gate and the signal that opens it.
+    #[must_use]
+    pub fn new() -> (CommitSignal, Self) {
+        let (sender, receiver) = tokio::sync::watch::channel(None);
+        (CommitSignal(sender), Self(receiver))
+    }
+
+    /// Whether the append committed, once it ended.
+    pub async fn committed(mut self) -> bool {
+        loop {
+            if let Some(committed) = *self.0.borrow_and_update() {
+                return committed;
+            }
+            if self.0.changed().await.is_err() {
+                return self.0.borrow().unwrap_or(false);
+            }
+        }
+    }
+}
+
+impl CommitSignal {
+    /// Reports how the append ended.
+    pub fn done(self, committed: bool) {
+        let _ = self.0.send(Some(committed));
+    }
+}
+
 /// Why the store could not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -92,6 +128,24 @@ pub trait Store: Send + Sync + 'static {
     /// Appends a batch atomically (all or nothing): its events, in order,
     /// and the ledgers they left behind, in the same transaction.
     fn append(&self, batch: Arc<EventBatch>) -> BoxFuture<Result<(), StoreError>>;
+
+    /// Appends a batch that follows the one `previous` reports on: it must
+    /// commit only after that one did, and not at all if that one failed
+    /// (then it fails `Unavailable` and is sent again after it). A store may
+    /// do the batch's writes meanwhile, so that commits overlap with writing
+    /// (pipelined group commit); by default it simply waits.
+    fn append_after(
+        self: Arc<Self>,
+        batch: Arc<EventBatch>,
+        previous: CommitGate,
+    ) -> BoxFuture<Result<(), StoreError>> {
+        Box::pin(async move {
+            if !previous.committed().await {
+                return Err(StoreError::Unavailable("the batch before this one did not commit".into()));
+            }
+            self.append(batch).await
+        })
+    }
 
     /// A player's ledger, or `None` for a player never seen.
     fn load_account(&self, player: PlayerId) -> BoxFuture<Result<Option<Account>, StoreError>>;

@@ -24,7 +24,7 @@ use actors::domain::account::Account;
 use actors::domain::event::{Event, Stamped};
 use actors::domain::ids::{AssetId, OrderId, PlayerId};
 use actors::domain::order::{RestingOrder, Trigger};
-use actors::ports::{Audit, BoxFuture, Candle, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
+use actors::ports::{Audit, BoxFuture, Candle, CommitGate, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
@@ -186,6 +186,35 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Appends `batch` (after `previous` committed, if given), then records
+    /// its ledgers and fills for the checkpoint — only once the log holds the
+    /// batch (a retried batch already stored records nothing: the recovery
+    /// read it back).
+    fn append_batch(&self, batch: Arc<EventBatch>, previous: Option<CommitGate>) -> BoxFuture<Result<(), StoreError>> {
+        start_checkpoints(&self.ledgers);
+        let ledgers = Arc::clone(&self.ledgers);
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            ledgers.recover().await?;
+            run_on(&pool, OPERATION_TIMEOUT_MS, move |client| {
+                Box::pin(async move {
+                    let plan = Plan::new(&batch)?;
+                    let seq = match previous {
+                        Some(previous) => append_after(client, &plan, previous).await?,
+                        None => append(client, &plan).await?,
+                    };
+                    if let Some(seq) = seq {
+                        ledgers.record(&plan, seq);
+                    }
+                    Ok(())
+                })
+            })
+            .await
+        })
+    }
+}
+
 /// Runs `op` on a connection of `pool` within `timeout_ms`.
 fn run_on<T, F>(
     pool: &Pool,
@@ -215,20 +244,15 @@ type ConnFuture<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> +
 
 impl Store for PostgresStore {
     fn append(&self, batch: Arc<EventBatch>) -> BoxFuture<Result<(), StoreError>> {
-        start_checkpoints(&self.ledgers);
-        let ledgers = Arc::clone(&self.ledgers);
-        let written = Arc::clone(&batch);
-        let commit = self.run(move |client| Box::pin(async move { append(client, &written).await }));
-        Box::pin(async move {
-            // Recorded only once the log holds the batch (a retried batch
-            // already stored records nothing: the recovery reads it back).
-            ledgers.recover().await?;
-            if let Some(seq) = commit.await? {
-                let plan = Plan::new(&batch)?;
-                ledgers.record(&plan, seq);
-            }
-            Ok(())
-        })
+        self.append_batch(batch, None)
+    }
+
+    fn append_after(
+        self: Arc<Self>,
+        batch: Arc<EventBatch>,
+        previous: CommitGate,
+    ) -> BoxFuture<Result<(), StoreError>> {
+        self.append_batch(batch, Some(previous))
     }
 
     fn load_account(&self, player: PlayerId) -> BoxFuture<Result<Option<Account>, StoreError>> {
@@ -345,36 +369,73 @@ impl Store for PostgresStore {
 /// Writes the log side of a batch in one transaction. Returns the seq its
 /// ledgers stand at (the batch's last event, or the log head for a batch of
 /// ledgers only), or `None` for a retried batch that was already stored.
-async fn append(client: &mut Object, batch: &EventBatch) -> Result<Option<u64>, StoreError> {
-    let plan = Plan::new(batch)?;
+async fn append(client: &mut Object, plan: &Plan<'_>) -> Result<Option<u64>, StoreError> {
     let txn = client.transaction().await.map_err(pg_error)?;
     let mut seq = plan.last_seq;
     if !plan.events.is_empty() || !plan.accounts.is_empty() {
         let (head, last_trade) = journal_tip(&txn).await?;
-        if let Some(first) = plan.trades.first()
-            && first.trade.id.0 <= last_trade
-            && plan::placement(&plan, head)? != Placement::Stored
-        {
-            return Err(StoreError::Invalid(format!(
-                "trade id {} is not above the last stored ({last_trade})",
-                first.trade.id.0
-            )));
-        }
         if plan.events.is_empty() {
             seq = head;
-        } else if plan::placement(&plan, head)? == Placement::Stored {
+        } else if plan::placement(plan, head)? == Placement::Stored {
             let stored = events_between(&txn, plan.first_seq, plan.last_seq, usize::MAX).await?;
-            return plan::judge_retry(&plan, head, &stored).map(|()| None);
+            return plan::judge_retry(plan, head, &stored).map(|()| None);
+        } else {
+            check_trade_ids(plan, last_trade)?;
         }
     }
     futures_util::try_join!(
-        copy_events(&txn, &plan),
-        journal_fills(&txn, &plan),
-        write_orders(&txn, &plan),
-        write_candles(&txn, &plan),
+        copy_events(&txn, plan),
+        journal_fills(&txn, plan),
+        write_orders(&txn, plan),
+        write_candles(&txn, plan),
     )?;
     txn.commit().await.map_err(pg_error)?;
     Ok(Some(seq))
+}
+
+/// [`append`] for a batch that follows one still committing: its log rows
+/// (events, the fill journal entry) are written first, while the one before
+/// commits; once that one committed, the batch is checked against the log
+/// head, its resting orders and candles are written and it commits — or it
+/// is rolled back, if the one before failed or the log does not continue.
+/// (Only fresh batches come this way: a retry goes through [`append`].)
+async fn append_after(client: &mut Object, plan: &Plan<'_>, previous: CommitGate) -> Result<Option<u64>, StoreError> {
+    let txn = client.transaction().await.map_err(pg_error)?;
+    // Appends only: new keys, which the batch before cannot hold or wait for.
+    futures_util::try_join!(copy_events(&txn, plan), journal_fills(&txn, plan))?;
+    if !previous.committed().await {
+        return Err(StoreError::Unavailable("the batch before this one did not commit".into()));
+    }
+    // Read committed: the log below the batch now includes the one before.
+    let (head, last_trade) = journal_tip_below(&txn, plan.first_seq.max(1)).await?;
+    if plan.events.is_empty() {
+        futures_util::try_join!(write_orders(&txn, plan), write_candles(&txn, plan))?;
+        txn.commit().await.map_err(pg_error)?;
+        return Ok(Some(head));
+    }
+    if head.saturating_add(1) != plan.first_seq {
+        return Err(StoreError::Invalid(format!(
+            "batch from seq {} does not continue the log (its head is {head})",
+            plan.first_seq
+        )));
+    }
+    check_trade_ids(plan, last_trade)?;
+    // Updates last: they must see the batch before (orders it placed,
+    // candles it opened) and must not hold rows it waits for.
+    futures_util::try_join!(write_orders(&txn, plan), write_candles(&txn, plan))?;
+    txn.commit().await.map_err(pg_error)?;
+    Ok(Some(plan.last_seq))
+}
+
+/// Trade ids only grow: the batch's first must be above the last stored.
+fn check_trade_ids(plan: &Plan<'_>, last_trade: u64) -> Result<(), StoreError> {
+    match plan.trades.first() {
+        Some(first) if first.trade.id.0 <= last_trade => Err(StoreError::Invalid(format!(
+            "trade id {} is not above the last stored ({last_trade})",
+            first.trade.id.0
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The last seq in the log (0 when empty).
@@ -384,8 +445,13 @@ async fn log_head(txn: &Transaction<'_>) -> Result<u64, StoreError> {
 
 /// The last seq in the log and the last trade id stored.
 async fn journal_tip(txn: &Transaction<'_>) -> Result<(u64, u64), StoreError> {
+    journal_tip_below(txn, u64::MAX).await
+}
+
+/// The last seq in the log below `seq` and the last trade id stored below it.
+async fn journal_tip_below(txn: &Transaction<'_>, seq: u64) -> Result<(u64, u64), StoreError> {
     let statement = txn.prepare_cached(sql::LOG_HEAD).await.map_err(pg_error)?;
-    let row = txn.query_one(&statement, &[]).await.map_err(pg_error)?;
+    let row = txn.query_one(&statement, &[&plan::seq_bound(seq)]).await.map_err(pg_error)?;
     let head = from_i64(row.try_get(0).map_err(pg_error)?, "log head")?;
     let last_trade = from_i64(row.try_get(1).map_err(pg_error)?, "trade id")?;
     Ok((head, last_trade))

@@ -26,12 +26,17 @@ use crate::store::plan::{self, Plan, StoredProfile, from_i64, to_i64};
 
 /// Time between two background checkpoints.
 pub const CHECKPOINT_INTERVAL_MS: u64 = 10_000;
-/// Fills waiting in memory that call for a checkpoint before the interval is up.
-const CHECKPOINT_EARLY_FILLS: usize = 400_000;
+/// Fills waiting in memory that call for a checkpoint before the interval is
+/// up (~200 MB; every fill is written once per checkpoint whatever its
+/// rhythm, but each player's ledger row and chunk once per checkpoint).
+const CHECKPOINT_EARLY_FILLS: usize = 2_000_000;
 /// Players waiting in memory that call for a checkpoint before the interval is up.
 const CHECKPOINT_EARLY_PLAYERS: usize = 50_000;
 /// Players per checkpoint transaction (short transactions, small statements).
-const CHECKPOINT_CHUNK: usize = 2_000;
+const CHECKPOINT_CHUNK: usize = 1_000;
+/// Pause between two checkpoint transactions: the checkpoint yields to the
+/// group commits rather than taking the machine in one burst.
+const CHECKPOINT_PAUSE_MS: u64 = 10;
 /// Players rebuilt per round trip.
 pub const REBUILD_CHUNK: usize = 5_000;
 
@@ -202,24 +207,12 @@ impl Ledgers {
         let mut written = 0;
         let mut failure = None;
         for chunk in 0..chunks {
+            if chunk > 0 {
+                tokio::time::sleep(Duration::from_millis(CHECKPOINT_PAUSE_MS)).await;
+            }
             let range = chunk * CHECKPOINT_CHUNK..((chunk + 1) * CHECKPOINT_CHUNK).min(writing.len());
             let last = chunk + 1 == chunks;
-            let part = Arc::clone(&writing);
-            let result = run_on(&self.pool, OPERATION_TIMEOUT_MS, move |client| {
-                Box::pin(async move {
-                    let txn = client.transaction().await.map_err(pg_error)?;
-                    let entries = part.get(range).unwrap_or_default();
-                    let rebuilt = complete_ledgers(&txn, entries).await?;
-                    write_ledgers(&txn, &rebuilt).await?;
-                    if last {
-                        let statement = txn.prepare_cached(sql::WATERMARK_SAVE).await.map_err(pg_error)?;
-                        txn.execute(&statement, &[&to_i64(watermark, "watermark")?]).await.map_err(pg_error)?;
-                    }
-                    txn.commit().await.map_err(pg_error)
-                })
-            })
-            .await;
-            match result {
+            match self.write_chunk(Arc::clone(&writing), range, last.then_some(watermark)).await {
                 Ok(()) => written = ((chunk + 1) * CHECKPOINT_CHUNK).min(writing.len()),
                 Err(error) => {
                     failure = Some(error);
@@ -252,6 +245,49 @@ impl Ledgers {
             }
         }
         Err(error)
+    }
+}
+
+impl Ledgers {
+    /// Writes `entries[range]` in one transaction (with the watermark, if
+    /// given). The rows are encoded off the async threads: a checkpoint
+    /// carries megabytes of history, which must not stall the market.
+    async fn write_chunk(
+        &self,
+        entries: Arc<Vec<(PlayerId, Pending)>>,
+        range: std::ops::Range<usize>,
+        watermark: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let complete = entries.get(range.clone()).unwrap_or_default().iter().all(|(_, p)| p.account.is_some());
+        let encoded = if complete {
+            let part = Arc::clone(&entries);
+            let range = range.clone();
+            let rows = tokio::task::spawn_blocking(move || CheckpointRows::new(part.get(range).unwrap_or_default()))
+                .await
+                .map_err(|error| StoreError::Unavailable(format!("checkpoint encoding stopped: {error}")))??;
+            Some(rows)
+        } else {
+            None
+        };
+        run_on(&self.pool, OPERATION_TIMEOUT_MS, move |client| {
+            Box::pin(async move {
+                let txn = client.transaction().await.map_err(pg_error)?;
+                let rows = match encoded {
+                    Some(rows) => rows,
+                    None => {
+                        let part = entries.get(range).unwrap_or_default();
+                        CheckpointRows::new(&complete_ledgers(&txn, part).await?)?
+                    }
+                };
+                rows.write(&txn).await?;
+                if let Some(watermark) = watermark {
+                    let statement = txn.prepare_cached(sql::WATERMARK_SAVE).await.map_err(pg_error)?;
+                    txn.execute(&statement, &[&to_i64(watermark, "watermark")?]).await.map_err(pg_error)?;
+                }
+                txn.commit().await.map_err(pg_error)
+            })
+        })
+        .await
     }
 }
 
@@ -510,49 +546,73 @@ fn positions_json(account: &Account) -> Result<String, StoreError> {
     serde_json::to_string(&stored).map_err(|e| StoreError::Invalid(format!("positions: {e}")))
 }
 
-/// Writes ledgers (players sorted, each once) and the players' new history
-/// chunks.
-pub async fn write_ledgers(txn: &Transaction<'_>, entries: &[(PlayerId, Pending)]) -> Result<(), StoreError> {
-    let count = entries.len();
-    let mut players = Vec::with_capacity(count);
-    let mut cash = Vec::with_capacity(count);
-    let mut reserved_cash = Vec::with_capacity(count);
-    let mut realized_pnl = Vec::with_capacity(count);
-    let mut trades = Vec::with_capacity(count);
-    let mut open_orders = Vec::with_capacity(count);
-    let mut ledger_seqs = Vec::with_capacity(count);
-    let mut profiles = Vec::with_capacity(count);
-    let mut positions = Vec::with_capacity(count);
-    let (mut chunk_players, mut chunk_seqs, mut chunk_fills) = (Vec::new(), Vec::new(), Vec::new());
-    for (player, pending) in entries {
-        let Some(account) = &pending.account else { continue };
-        players.push(player.0);
-        cash.push(account.cash);
-        reserved_cash.push(account.reserved_cash);
-        realized_pnl.push(account.realized_pnl);
-        trades.push(to_i64(account.trades, "trade count")?);
-        open_orders.push(plan::to_i32(account.open_orders, "open orders")?);
-        ledger_seqs.push(to_i64(pending.seq, "ledger seq")?);
-        profiles.push(Json(StoredProfile::of(account)));
-        positions.push(positions_json(account)?);
-        if let Some(last) = pending.fills.last() {
-            chunk_players.push(player.0);
-            chunk_seqs.push(to_i64(last.seq, "seq")?);
-            chunk_fills.push(String::from_utf8(fills::encode(&pending.fills)).unwrap_or_default());
+/// Ledger rows and history chunks of a checkpoint, as statement columns.
+#[derive(Default)]
+pub struct CheckpointRows {
+    players: Vec<i64>,
+    cash: Vec<Decimal>,
+    reserved_cash: Vec<Decimal>,
+    realized_pnl: Vec<Decimal>,
+    trades: Vec<i64>,
+    open_orders: Vec<i32>,
+    ledger_seqs: Vec<i64>,
+    profiles: Vec<Json<StoredProfile>>,
+    positions: Vec<String>,
+    chunk_players: Vec<i64>,
+    chunk_seqs: Vec<i64>,
+    chunk_fills: Vec<String>,
+}
+
+impl CheckpointRows {
+    /// Encodes ledgers (players sorted, each once; entries without a ledger
+    /// are left out) and the players' new history chunks.
+    pub fn new(entries: &[(PlayerId, Pending)]) -> Result<Self, StoreError> {
+        let mut rows = Self::default();
+        for (player, pending) in entries {
+            let Some(account) = &pending.account else { continue };
+            rows.players.push(player.0);
+            rows.cash.push(account.cash);
+            rows.reserved_cash.push(account.reserved_cash);
+            rows.realized_pnl.push(account.realized_pnl);
+            rows.trades.push(to_i64(account.trades, "trade count")?);
+            rows.open_orders.push(plan::to_i32(account.open_orders, "open orders")?);
+            rows.ledger_seqs.push(to_i64(pending.seq, "ledger seq")?);
+            rows.profiles.push(Json(StoredProfile::of(account)));
+            rows.positions.push(positions_json(account)?);
+            if let Some(last) = pending.fills.last() {
+                rows.chunk_players.push(player.0);
+                rows.chunk_seqs.push(to_i64(last.seq, "seq")?);
+                rows.chunk_fills.push(String::from_utf8(fills::encode(&pending.fills)).unwrap_or_default());
+            }
         }
+        Ok(rows)
     }
-    if players.is_empty() {
-        return Ok(());
+
+    /// Writes the rows.
+    pub async fn write(&self, txn: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.players.is_empty() {
+            return Ok(());
+        }
+        let (ledgers, chunks) = futures_util::try_join!(
+            txn.prepare_cached(sql::PLAYERS_CHECKPOINT),
+            txn.prepare_cached(sql::PLAYER_FILLS_INSERT)
+        )
+        .map_err(pg_error)?;
+        let ledger_params: [&(dyn ToSql + Sync); 9] = [
+            &self.players,
+            &self.cash,
+            &self.reserved_cash,
+            &self.realized_pnl,
+            &self.trades,
+            &self.open_orders,
+            &self.ledger_seqs,
+            &self.profiles,
+            &self.positions,
+        ];
+        let chunk_params: [&(dyn ToSql + Sync); 3] = [&self.chunk_players, &self.chunk_seqs, &self.chunk_fills];
+        let chunked =
+            async { if self.chunk_players.is_empty() { Ok(0) } else { txn.execute(&chunks, &chunk_params).await } };
+        futures_util::try_join!(txn.execute(&ledgers, &ledger_params), chunked).map_err(pg_error)?;
+        Ok(())
     }
-    let (ledgers, chunks) = futures_util::try_join!(
-        txn.prepare_cached(sql::PLAYERS_CHECKPOINT),
-        txn.prepare_cached(sql::PLAYER_FILLS_INSERT)
-    )
-    .map_err(pg_error)?;
-    let ledger_params: [&(dyn ToSql + Sync); 9] =
-        [&players, &cash, &reserved_cash, &realized_pnl, &trades, &open_orders, &ledger_seqs, &profiles, &positions];
-    let chunk_params: [&(dyn ToSql + Sync); 3] = [&chunk_players, &chunk_seqs, &chunk_fills];
-    let chunked = async { if chunk_players.is_empty() { Ok(0) } else { txn.execute(&chunks, &chunk_params).await } };
-    futures_util::try_join!(txn.execute(&ledgers, &ledger_params), chunked).map_err(pg_error)?;
-    Ok(())
 }
