@@ -79,6 +79,22 @@ pub struct TelegramSettings {
     pub rate_group_per_min: Option<u32>,
 }
 
+/// Per-player and per-chat command limits (anti-abuse): commands beyond them
+/// within a window get one polite "slow down" and are otherwise dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommandLimits {
+    pub player_commands_per_window: u32,
+    pub chat_commands_per_window: u32,
+    pub window_ms: u64,
+}
+
+impl Default for CommandLimits {
+    fn default() -> Self {
+        Self { player_commands_per_window: 20, chat_commands_per_window: 60, window_ms: 10_000 }
+    }
+}
+
 /// Everything the server is configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -86,6 +102,8 @@ pub struct Settings {
     pub engine: EngineConfig,
     #[serde(default)]
     pub telegram: TelegramSettings,
+    #[serde(default)]
+    pub limits: CommandLimits,
     #[serde(default)]
     pub database_url: Option<Secret>,
     #[serde(default)]

@@ -81,7 +81,9 @@ impl Application {
             admins: settings.admin_ids(),
             // A price of 0 cannot be invoiced: payments stay off.
             premium_price_stars: settings.premium_price_stars.filter(|stars| *stars > 0),
-            ..GameOptions::default()
+            player_commands_per_window: settings.limits.player_commands_per_window,
+            chat_commands_per_window: settings.limits.chat_commands_per_window,
+            rate_window_ms: settings.limits.window_ms,
         };
         let bot = Bot::new(engine.clone(), Arc::clone(&store), username).with_game(Arc::clone(&coordinator), options);
         let front = match &telegram {

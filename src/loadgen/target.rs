@@ -23,7 +23,7 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 const PLAYER_ID_BASE: i64 = 7_000_000_000;
 
 /// Replies awaited, by chat id.
-type Waiting = Arc<Mutex<HashMap<i64, oneshot::Sender<()>>>>;
+type Waiting = Arc<Mutex<HashMap<i64, oneshot::Sender<String>>>>;
 
 /// Drives `target`'s webhook. Must run inside an actix system.
 ///
@@ -100,7 +100,6 @@ impl Player {
                 t if t % 2 == 1 => "/buy ACME 1".to_owned(),
                 _ => "/sell ACME 1".to_owned(),
             };
-            turn += 1;
             let reply = self.waiting.as_ref().map(|waiting| {
                 let (sender, receiver) = oneshot::channel();
                 if let Ok(mut waiting) = waiting.lock() {
@@ -122,10 +121,20 @@ impl Player {
                     continue;
                 }
             }
-            if let Some(reply) = reply
-                && actix::clock::timeout(REPLY_TIMEOUT, reply).await.is_err()
-            {
-                report.rejected += 1;
+            // Accepted: the next message follows (a refused one is sent again).
+            let opening = turn == 0;
+            turn += 1;
+            if let Some(reply) = reply {
+                match actix::clock::timeout(REPLY_TIMEOUT, reply).await {
+                    // Counted only when the reply confirms the trade.
+                    Ok(Ok(text)) if opening || text.contains("Bought ") || text.contains("Sold ") => {}
+                    _ => {
+                        report.rejected += 1;
+                        continue;
+                    }
+                }
+            }
+            if opening {
                 continue;
             }
             report.confirmed_trades += 1;
@@ -175,7 +184,8 @@ async fn fake_bot_api(
             if let Ok(mut waiting) = waiting.lock()
                 && let Some(sender) = waiting.remove(&chat_id)
             {
-                let _ = sender.send(());
+                let text = params.get("text").or_else(|| params.get("caption")).and_then(Value::as_str);
+                let _ = sender.send(text.unwrap_or_default().to_owned());
             }
             json!({"message_id": 1, "date": 1_700_000_000, "chat": {"id": chat_id, "type": "private"}, "text": ""})
         }
