@@ -320,13 +320,15 @@ fn a_stop_answers_what_was_taken_and_refuses_the_rest() {
     let pid = rig.server.child.id().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     // While it drains, the webhook refuses new updates with 503 (Telegram retries them later).
+    // (One posted before the signal took effect may still be taken — and
+    // then it is answered; a server already gone takes nothing either.)
     let late = FakeTelegram::text_update(user, "/market");
-    let mut refused = false;
+    let mut taken_late = 0;
     let refused_in_time = eventually(WAIT, || {
         let status = post_webhook(&rig.client, &rig.server.base, &late);
-        assert!(status == 200 || status == 503, "status {status}");
-        refused = status == 503;
-        refused
+        assert!(matches!(status, 0 | 200 | 503), "status {status}");
+        taken_late += usize::from(status == 200);
+        status != 200
     });
     assert!(refused_in_time, "the webhook kept taking updates after SIGTERM");
 
@@ -337,7 +339,7 @@ fn a_stop_answers_what_was_taken_and_refuses_the_rest() {
     let texts = fake.texts_to(user);
     assert_eq!(texts.iter().filter(|t| t.contains("Welcome")).count(), 1, "{texts:?}");
     assert_eq!(texts.iter().filter(|t| t.contains("<b>Commands</b>")).count(), 5, "{texts:?}");
-    assert!(!texts.iter().any(|t| t.contains("Market")), "{texts:?}");
+    assert_eq!(texts.iter().filter(|t| t.contains("Market")).count(), taken_late, "{texts:?}");
     drop((fake, dir));
 }
 
