@@ -597,41 +597,29 @@ async fn events_between(
 ) -> Result<Vec<Stamped>, StoreError> {
     let statement = txn.prepare_cached(sql::EVENTS_RANGE).await.map_err(pg_error)?;
     let rows = txn.query(&statement, &[&plan::seq_bound(first), &plan::seq_bound(last)]).await.map_err(pg_error)?;
-    let mut events: Vec<Stamped> = rows
-        .iter()
-        .map(|row| row.try_get::<_, Json<Stamped>>(0).map(|json| json.0).map_err(pg_error))
-        .collect::<Result<_, _>>()?;
+    let events = stamped_rows(&rows)?;
     let fills = fills_between_limited(txn, first, last, limit.saturating_add(1)).await?;
-    events.extend(fills.into_iter().map(|fill| Stamped {
-        seq: fill.seq,
-        at_ms: fill.at_ms,
-        event: Event::Traded(fill.trade),
-    }));
-    events.sort_by_key(|stamped| stamped.seq);
-    events.truncate(limit);
-    Ok(events)
+    Ok(merged(events, fills, limit))
 }
 
-/// Up to `limit` events after `after`, in order: the events table's page
-/// bounds the range, the journal fills it in.
-async fn events_after(client: &mut Object, after: u64, limit: usize) -> Result<Vec<Stamped>, StoreError> {
-    let txn = client
+/// A consistent read-only view of the store (one snapshot for every statement).
+async fn read_snapshot(client: &mut Object) -> Result<Transaction<'_>, StoreError> {
+    client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
         .await
-        .map_err(pg_error)?;
-    let statement = txn.prepare_cached(sql::EVENTS_AFTER).await.map_err(pg_error)?;
-    let rows = txn.query(&statement, &[&plan::seq_bound(after), &plan::limit_i64(limit)]).await.map_err(pg_error)?;
-    let mut events: Vec<Stamped> = rows
-        .iter()
-        .map(|row| row.try_get::<_, Json<Stamped>>(0).map(|json| json.0).map_err(pg_error))
-        .collect::<Result<_, _>>()?;
-    // A full page of events ends the range: fills beyond it come with the next page.
-    let last = if events.len() >= limit { events.last().map_or(u64::MAX, |e| e.seq) } else { u64::MAX };
-    let fills = fills_between_limited(&txn, after.saturating_add(1), last, limit.saturating_add(1)).await?;
-    txn.commit().await.map_err(pg_error)?;
+        .map_err(pg_error)
+}
+
+/// Rows whose first column is a stored event.
+fn stamped_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<Stamped>, StoreError> {
+    rows.iter().map(|row| row.try_get::<_, Json<Stamped>>(0).map(|json| json.0).map_err(pg_error)).collect()
+}
+
+/// Events and journalled fills as one log, in order, `limit` at most.
+fn merged(mut events: Vec<Stamped>, fills: Vec<TradeRecord>, limit: usize) -> Vec<Stamped> {
     events.extend(fills.into_iter().map(|fill| Stamped {
         seq: fill.seq,
         at_ms: fill.at_ms,
@@ -639,7 +627,21 @@ async fn events_after(client: &mut Object, after: u64, limit: usize) -> Result<V
     }));
     events.sort_by_key(|stamped| stamped.seq);
     events.truncate(limit);
-    Ok(events)
+    events
+}
+
+/// Up to `limit` events after `after`, in order: the events table's page
+/// bounds the range, the journal fills it in.
+async fn events_after(client: &mut Object, after: u64, limit: usize) -> Result<Vec<Stamped>, StoreError> {
+    let txn = read_snapshot(client).await?;
+    let statement = txn.prepare_cached(sql::EVENTS_AFTER).await.map_err(pg_error)?;
+    let rows = txn.query(&statement, &[&plan::seq_bound(after), &plan::limit_i64(limit)]).await.map_err(pg_error)?;
+    let events = stamped_rows(&rows)?;
+    // A full page of events ends the range: fills beyond it come with the next page.
+    let last = if events.len() >= limit { events.last().map_or(u64::MAX, |e| e.seq) } else { u64::MAX };
+    let fills = fills_between_limited(&txn, after.saturating_add(1), last, limit.saturating_add(1)).await?;
+    txn.commit().await.map_err(pg_error)?;
+    Ok(merged(events, fills, limit))
 }
 
 /// A player's stored fills before `before_seq`, newest first (at least
@@ -663,13 +665,7 @@ async fn history(
 
 async fn load_account(client: &mut Object, player: PlayerId) -> Result<Option<Account>, StoreError> {
     // One snapshot: the checkpoint, the events after it and the resting orders agree.
-    let txn = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(pg_error)?;
+    let txn = read_snapshot(client).await?;
     let rebuilt = ledgers::rebuild(&txn, &[player.0], &FxHashMap::default()).await?;
     txn.commit().await.map_err(pg_error)?;
     Ok(rebuilt.into_iter().next().map(|found| found.account))

@@ -11,7 +11,6 @@ use actors::ports::reconcile::Reconciliation;
 use actors::ports::{Audit, StoreError};
 use deadpool_postgres::Object;
 use rust_decimal::Decimal;
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::Json;
 
 use super::ledgers::parse_signed_positions;
@@ -22,13 +21,7 @@ use crate::store::plan::from_i64;
 /// Checks conservation. The caller has just checkpointed (holding the turn,
 /// so no checkpoint runs meanwhile): every ledger stands at the watermark.
 pub async fn audit(client: &mut Object, tickers: &[String]) -> Result<Audit, StoreError> {
-    let txn = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(pg_error)?;
+    let txn = super::read_snapshot(client).await?;
     let (events, chunks, ledgers, watermark) = futures_util::try_join!(
         txn.prepare_cached(sql::AUDIT_EVENTS),
         txn.prepare_cached(sql::HISTORY_ALL),

@@ -17,7 +17,6 @@ use actors::ports::{StoreError, TradeRecord};
 use deadpool_postgres::{Object, Pool, Transaction};
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
-use tokio_postgres::IsolationLevel;
 use tokio_postgres::types::{Json, ToSql};
 
 use super::{OPERATION_TIMEOUT_MS, pg_error, resting_order, run_on, sql};
@@ -345,13 +344,7 @@ async fn complete_ledgers(
 /// events after the watermark, rebuilt. Returns them, the log head and the
 /// watermark.
 async fn read_unchecked(client: &mut Object) -> Result<(Vec<(PlayerId, Pending)>, u64, u64), StoreError> {
-    let txn = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(pg_error)?;
+    let txn = super::read_snapshot(client).await?;
     let (watermark, head) = futures_util::try_join!(watermark(&txn), super::log_head(&txn))?;
     let after = watermark.saturating_add(1);
     let tail = super::fills_between(&txn, after, u64::MAX).await?;
