@@ -14,7 +14,7 @@ use actors::domain::event::{Event, Stamped, Trade};
 use actors::domain::ids::{AssetId, OrderId, PlayerId};
 use actors::domain::order::{RestingOrder, Side, Trigger};
 use actors::domain::profile::Profile;
-use actors::ports::{EventBatch, StoreError};
+use actors::ports::{EventBatch, StoreError, TradeRecord};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,14 @@ pub struct TradeRow<'a> {
     pub seq: i64,
     pub at_ms: i64,
     pub trade: &'a Trade,
+}
+
+impl TradeRow<'_> {
+    /// The fill as the port hands it out (`seq` was checked positive).
+    #[must_use]
+    pub fn record(&self) -> TradeRecord {
+        TradeRecord { seq: self.seq.unsigned_abs(), at_ms: self.at_ms, trade: *self.trade }
+    }
 }
 
 /// An order that starts resting in this batch (and is still resting at its end).

@@ -34,12 +34,11 @@ use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::fills;
 use super::migrate::migrate_client;
-use super::plan::{self, Placement, Plan, from_i64, kind, side_name, to_i64};
+use super::plan::{self, Placement, Plan, TradeRow, from_i64, kind, side_name, to_i64};
 
 mod audit;
 mod ledgers;
 
-pub use ledgers::CHECKPOINT_INTERVAL_MS;
 use ledgers::{Ledgers, start_checkpoints};
 
 /// The statements, one file each in `sql/queries/`.
@@ -478,11 +477,7 @@ async fn copy_events(txn: &Transaction<'_>, plan: &Plan<'_>) -> Result<(), Store
 /// The batch's fills as one journal entry.
 async fn journal_fills(txn: &Transaction<'_>, plan: &Plan<'_>) -> Result<(), StoreError> {
     let (Some(first), Some(last)) = (plan.trades.first(), plan.trades.last()) else { return Ok(()) };
-    let records: Vec<TradeRecord> = plan
-        .trades
-        .iter()
-        .map(|row| TradeRecord { seq: row.seq.unsigned_abs(), at_ms: row.at_ms, trade: *row.trade })
-        .collect();
+    let records: Vec<TradeRecord> = plan.trades.iter().map(TradeRow::record).collect();
     let encoded = fills::encode(&records);
     let statement = txn.prepare_cached(sql::FILL_BATCH_INSERT).await.map_err(pg_error)?;
     let last_trade = to_i64(last.trade.id.0, "trade id")?;

@@ -24,7 +24,7 @@ use crate::store::fills;
 use crate::store::plan::{self, Plan, StoredProfile, from_i64, to_i64};
 
 /// Time between two background checkpoints.
-pub const CHECKPOINT_INTERVAL_MS: u64 = 10_000;
+const CHECKPOINT_INTERVAL_MS: u64 = 10_000;
 /// Fills waiting in memory that call for a checkpoint before the interval is
 /// up (~200 MB; every fill is written once per checkpoint whatever its
 /// rhythm, but each player's ledger row and chunk once per checkpoint).
@@ -37,10 +37,10 @@ const CHECKPOINT_CHUNK: usize = 1_000;
 /// group commits rather than taking the machine in one burst.
 const CHECKPOINT_PAUSE_MS: u64 = 10;
 /// Players rebuilt per round trip.
-pub const REBUILD_CHUNK: usize = 5_000;
+const REBUILD_CHUNK: usize = 5_000;
 
 /// What of one player is committed but not checkpointed.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Pending {
     /// The ledger as of `seq` (`None`: only fills are known, the ledger is
     /// rebuilt from the store).
@@ -128,21 +128,14 @@ impl Ledgers {
         let wake = {
             let mut memory = self.memory();
             for (player, account) in &plan.accounts {
-                let entry =
-                    memory.dirty.entry(*player).or_insert_with(|| Pending { account: None, seq: 0, fills: Vec::new() });
+                let entry = memory.dirty.entry(*player).or_default();
                 if entry.seq <= seq || entry.account.is_none() {
                     entry.account = Some((*account).clone());
                     entry.seq = entry.seq.max(seq);
                 }
             }
             for row in &plan.trades {
-                let record = TradeRecord { seq: row.seq.unsigned_abs(), at_ms: row.at_ms, trade: *row.trade };
-                memory
-                    .dirty
-                    .entry(row.trade.player)
-                    .or_insert_with(|| Pending { account: None, seq: 0, fills: Vec::new() })
-                    .fills
-                    .push(record);
+                memory.dirty.entry(row.trade.player).or_default().fills.push(row.record());
             }
             memory.dirty_fills += plan.trades.len();
             memory.recorded_through = memory.recorded_through.max(seq);
@@ -245,9 +238,7 @@ impl Ledgers {
         }
         Err(error)
     }
-}
 
-impl Ledgers {
     /// Writes `entries[range]` in one transaction (with the watermark, if
     /// given). The rows are encoded off the async threads: a checkpoint
     /// carries megabytes of history, which must not stall the market.
@@ -317,25 +308,21 @@ async fn complete_ledgers(
     txn: &Transaction<'_>,
     entries: &[(PlayerId, Pending)],
 ) -> Result<Vec<(PlayerId, Pending)>, StoreError> {
-    let missing: Vec<i64> = entries.iter().filter(|(_, p)| p.account.is_none()).map(|(player, _)| player.0).collect();
-    let mut rebuilt: FxHashMap<PlayerId, Rebuilt> = FxHashMap::default();
-    if !missing.is_empty() {
-        let unchunked: FxHashMap<PlayerId, Vec<TradeRecord>> = entries
-            .iter()
-            .filter(|(_, p)| p.account.is_none())
-            .map(|(player, pending)| (*player, pending.fills.clone()))
-            .collect();
-        for found in rebuild(txn, &missing, &unchunked).await? {
-            rebuilt.insert(found.player, found);
-        }
+    let unchunked: FxHashMap<PlayerId, Vec<TradeRecord>> = entries
+        .iter()
+        .filter(|(_, p)| p.account.is_none())
+        .map(|(player, pending)| (*player, pending.fills.clone()))
+        .collect();
+    let mut rebuilt: FxHashMap<PlayerId, Pending> = FxHashMap::default();
+    if !unchunked.is_empty() {
+        let missing: Vec<i64> = unchunked.keys().map(|player| player.0).collect();
+        rebuilt.extend(rebuild(txn, &missing, &unchunked).await?.into_iter().map(Rebuilt::into_pending));
     }
     Ok(entries
         .iter()
         .filter_map(|(player, pending)| match &pending.account {
             Some(_) => Some((*player, pending.clone())),
-            None => rebuilt.remove(player).map(|found| {
-                (*player, Pending { account: Some(found.account), seq: found.seq, fills: found.unchunked })
-            }),
+            None => rebuilt.remove(player).map(|found| (*player, found)),
         })
         .collect())
 }
@@ -366,10 +353,7 @@ async fn read_unchecked(client: &mut Object) -> Result<(Vec<(PlayerId, Pending)>
     players.dedup();
     let mut pending = Vec::with_capacity(players.len());
     for chunk in players.chunks(REBUILD_CHUNK) {
-        for found in rebuild(&txn, chunk, &unchunked).await? {
-            pending
-                .push((found.player, Pending { account: Some(found.account), seq: found.seq, fills: found.unchunked }));
-        }
+        pending.extend(rebuild(&txn, chunk, &unchunked).await?.into_iter().map(Rebuilt::into_pending));
     }
     txn.commit().await.map_err(pg_error)?;
     if !pending.is_empty() {
@@ -393,6 +377,13 @@ pub struct Rebuilt {
     /// The fills given as not yet in `player_fills`, after the stored
     /// checkpoint (they belong in the player's next history chunk).
     pub unchunked: Vec<TradeRecord>,
+}
+
+impl Rebuilt {
+    /// The player's entry for the next checkpoint.
+    fn into_pending(self) -> (PlayerId, Pending) {
+        (self.player, Pending { account: Some(self.account), seq: self.seq, fills: self.unchunked })
+    }
 }
 
 /// A player's ledger while it is rebuilt.
@@ -514,9 +505,7 @@ type StoredPosition = (u16, i64, Decimal);
 
 /// Positions as stored in `players.positions`.
 pub fn parse_positions(text: &str) -> Result<Vec<Position>, StoreError> {
-    let stored: Vec<StoredPosition> =
-        serde_json::from_str(text).map_err(|e| StoreError::Invalid(format!("stored positions unreadable: {e}")))?;
-    stored
+    parse_signed_positions(text)?
         .into_iter()
         .map(|(asset, qty, cost_basis)| {
             Ok(Position { asset: AssetId(asset), qty: from_i64(qty, "position qty")?, reserved_qty: 0, cost_basis })
