@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use common::fake_telegram::{BOT_USERNAME, FakeTelegram};
-use common::rig::{DataDir, Rig, SETTLE, WAIT, eventually, post_webhook};
+use common::rig::{self, DataDir, Rig, SETTLE, WAIT, eventually, post_webhook};
 use rust_decimal::Decimal;
 use serde_json::json;
 
@@ -347,13 +347,7 @@ fn a_stop_answers_what_was_taken_and_refuses_the_rest() {
 fn a_polling_stop_leaves_nothing_to_redo() {
     let fake = FakeTelegram::start();
     let dir = DataDir(common::fresh_data_dir("game_poll_stop"));
-    let mut env = fake.env();
-    env.extend([
-        ("TELEGRAM_MODE", "polling".to_owned()),
-        ("STOCKBOT_DATA_DIR", dir.0.display().to_string()),
-        ("TELEGRAM_RATE_GLOBAL_PER_SEC", "1000".to_owned()),
-        ("TELEGRAM_RATE_CHAT_PER_SEC", "1000".to_owned()),
-    ]);
+    let env = rig::polling_env(&fake, &dir);
     let server = common::Server::start(&env);
     let users: Vec<i64> = (3_801..=3_805).collect();
     for user in &users {

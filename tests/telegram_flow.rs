@@ -5,46 +5,17 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::fake_telegram::{BOT_USERNAME, Call, FakeTelegram};
+use common::rig::{self, DataDir, SECRET, SETTLE, WAIT, with_id};
 use common::{Server, parse_fill};
 use serde_json::{Value, json};
 
-const SECRET: &str = "webhook-secret_0123456789";
-/// Generous: a slow machine makes tests slow, never red.
-const WAIT: Duration = Duration::from_secs(30);
-/// How long a reply that must not come is given to show up anyway.
-const SETTLE: Duration = Duration::from_millis(1500);
 const EVIL: &str = "<b>x</b>&<script>";
 const EVIL_ESCAPED: &str = "&lt;b&gt;x&lt;/b&gt;&amp;&lt;script&gt;";
 const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
-
-static UPDATE_IDS: AtomicI64 = AtomicI64::new(10_000);
-
-fn next_update_id() -> i64 {
-    UPDATE_IDS.fetch_add(1, Ordering::SeqCst)
-}
-
-/// Gives `update` a fresh `update_id` unless it has one.
-fn with_id(mut update: Value) -> Value {
-    if update.get("update_id").is_none() {
-        update["update_id"] = json!(next_update_id());
-    }
-    update
-}
-
-/// Removes the data dir when dropped (after the server, declared before it).
-struct DataDir(PathBuf);
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The fake Bot API and the real server in webhook mode.
 struct Rig {
@@ -60,21 +31,8 @@ impl Rig {
     }
 
     fn webhook_with(tag: &str, extra: &[(&'static str, String)]) -> Self {
-        let fake = FakeTelegram::start();
-        let dir = common::fresh_data_dir(tag);
-        let mut env = fake.env();
-        env.extend([
-            ("TELEGRAM_MODE", "webhook".to_owned()),
-            ("TELEGRAM_WEBHOOK_SECRET", SECRET.to_owned()),
-            ("STOCKBOT_DATA_DIR", dir.display().to_string()),
-            ("TELEGRAM_RATE_GLOBAL_PER_SEC", "1000".to_owned()),
-            ("TELEGRAM_RATE_CHAT_PER_SEC", "1000".to_owned()),
-            ("TELEGRAM_RATE_GROUP_PER_MIN", "10000".to_owned()),
-        ]);
-        env.extend(extra.iter().cloned());
-        let server = Server::start(&env);
-        let client = server.client();
-        Self { server, client, fake, _dir: DataDir(dir) }
+        let rig::Rig { server, client, fake, dir } = rig::Rig::start(tag, extra);
+        Self { server, client, fake, _dir: dir }
     }
 
     /// POSTs raw bytes to the webhook with `secret` (none: no header).
@@ -121,19 +79,6 @@ fn sent_to(calls: &[Call], chat: i64) -> usize {
         .iter()
         .filter(|c| c.ok() && matches!(c.method.as_str(), "sendMessage" | "sendPhoto") && c.chat_id() == Some(chat))
         .count()
-}
-
-/// Polls `done` until it holds or `WAIT` passes (for conditions that are not
-/// about recorded calls).
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + WAIT;
-    while !done() {
-        if std::time::Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
 }
 
 fn post_webhook(client: &reqwest::blocking::Client, base: &str, body: Vec<u8>, secret: Option<&str>) -> u16 {
@@ -634,13 +579,7 @@ fn webhook_refuses_bad_input_and_ignores_what_it_does_not_handle() {
 fn polling_handles_each_update_once_across_a_restart() {
     let fake = FakeTelegram::start();
     let dir = DataDir(common::fresh_data_dir("tg_poll"));
-    let mut env = fake.env();
-    env.extend([
-        ("TELEGRAM_MODE", "polling".to_owned()),
-        ("STOCKBOT_DATA_DIR", dir.0.display().to_string()),
-        ("TELEGRAM_RATE_GLOBAL_PER_SEC", "1000".to_owned()),
-        ("TELEGRAM_RATE_CHAT_PER_SEC", "1000".to_owned()),
-    ]);
+    let env = rig::polling_env(&fake, &dir);
     // A webhook left over from earlier: polling mode deletes it first.
     let set = reqwest::blocking::Client::new()
         .post(format!("{}/bot{}/setWebhook", fake.base_url, fake.token))
@@ -655,7 +594,7 @@ fn polling_handles_each_update_once_across_a_restart() {
     }
 
     let server = Server::start(&env);
-    assert!(eventually(|| fake.webhook().is_none()), "deleteWebhook before polling");
+    assert!(rig::eventually(WAIT, || fake.webhook().is_none()), "deleteWebhook before polling");
     for user in &users {
         fake.wait_for_messages(*user, 1, WAIT);
     }
@@ -666,7 +605,7 @@ fn polling_handles_each_update_once_across_a_restart() {
         let bought = fake.wait_for_messages(*user, 2, WAIT);
         assert_eq!(parse_fill(bought[1].text().unwrap()), Some((2, "ACME".to_owned())));
     }
-    let confirmed = eventually(|| fake.pending_updates() == 0);
+    let confirmed = rig::eventually(WAIT, || fake.pending_updates() == 0);
     assert!(confirmed, "offset never confirmed: {} pending", fake.pending_updates());
     assert!(server.terminate().success());
 
@@ -679,7 +618,7 @@ fn polling_handles_each_update_once_across_a_restart() {
         let messages = fake.wait_for_messages(*user, 3, WAIT);
         assert!(messages[2].text().unwrap().contains("ACME: 2"), "{:?}", messages[2].text());
     }
-    assert!(eventually(|| fake.pending_updates() == 0));
+    assert!(rig::eventually(WAIT, || fake.pending_updates() == 0));
     let client = server.client();
     for user in &users {
         let more = fake.wait_for(|calls| sent_to(calls, *user) > 3, Duration::from_millis(300));
@@ -693,7 +632,7 @@ fn polling_handles_each_update_once_across_a_restart() {
     // One more update answers the long poll that confirms everything before it.
     let last = fake.enqueue_update(FakeTelegram::text_update(users[0], "/help"));
     fake.wait_for_messages(users[0], 4, WAIT);
-    assert!(eventually(|| fake.pending_updates() == 0));
+    assert!(rig::eventually(WAIT, || fake.pending_updates() == 0));
     // Each update was handed out by getUpdates until an offset above it confirmed it.
     let polls = fake.calls_of("getUpdates");
     let mut offset_seen = 0;

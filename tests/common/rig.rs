@@ -43,6 +43,19 @@ impl Drop for DataDir {
     }
 }
 
+/// The environment of a server in polling mode on `dir`, Telegram's sending
+/// limits raised (tests wait for the bot, not for the limits).
+pub fn polling_env(fake: &FakeTelegram, dir: &DataDir) -> Vec<(&'static str, String)> {
+    let mut env = fake.env();
+    env.extend([
+        ("TELEGRAM_MODE", "polling".to_owned()),
+        ("STOCKBOT_DATA_DIR", dir.0.display().to_string()),
+        ("TELEGRAM_RATE_GLOBAL_PER_SEC", "1000".to_owned()),
+        ("TELEGRAM_RATE_CHAT_PER_SEC", "1000".to_owned()),
+    ]);
+    env
+}
+
 /// Messages (text, photo, invoice) Telegram took for `chat`.
 pub fn sent(calls: &[Call], chat: i64) -> Vec<&Call> {
     calls
