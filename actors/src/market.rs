@@ -362,16 +362,26 @@ impl MarketActor {
         // waiting for them in no fixed order: deliver every batch up to the
         // durable mark, oldest first, or a projection would skip the events
         // of an older batch as already seen.
+        let mut deliveries = Vec::new();
         while self.undelivered.front().is_some_and(|batch| batch.last_seq <= durable) {
             let Some(batch) = self.undelivered.pop_front() else { break };
             for (player, events) in batch.routed {
                 if let Some(addr) = self.portfolios.get(&player) {
-                    addr.do_send(PlayerEvents(events));
+                    deliveries.push((addr.clone(), events));
                 }
             }
             for (player, notice) in batch.notices {
                 self.notifier.notify(player, notice);
             }
+        }
+        // One hop to the portfolio thread per batch, not one per player:
+        // there each actor's mailbox is fed without waking another thread.
+        if !deliveries.is_empty() {
+            self.portfolio_arbiter.spawn(async move {
+                for (addr, events) in deliveries {
+                    addr.do_send(PlayerEvents(events));
+                }
+            });
         }
     }
 
