@@ -18,6 +18,10 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use futures_util::StreamExt;
 use stockbot::config::Settings;
 
+// The allocator the `stockbot` binary runs with.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const PLAYERS: i64 = 1_000;
 const BATCH_TRADES: usize = 1_000;
 /// Batches in flight at once in the actor bench, as concurrent gateway

@@ -37,6 +37,8 @@ pub struct LoadgenArgs {
     pub players: u32,
     /// Clients with one command in flight each; default `min(players, 4096)`.
     pub concurrency: Option<usize>,
+    /// Also print throughput and latency for every second of the run.
+    pub timeline: bool,
 }
 
 /// What a run measured.
@@ -48,11 +50,46 @@ pub struct LoadReport {
     pub elapsed: Duration,
     /// Latencies of confirmed trades, microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// Per second of the run: trades confirmed in it and their latencies' p99 (ms).
+    pub timeline: Vec<(u64, f64)>,
+    /// When each trade was confirmed, ms into the run (unsorted, as
+    /// `latencies_us` before sorting); emptied by `gather`.
+    confirmed_at_ms: Vec<u32>,
     /// What the engine saw (group commits), when known.
     pub note: String,
 }
 
 impl LoadReport {
+    /// Counts a confirmed trade sent at `sent`, in a run started at `started`.
+    pub fn confirm(&mut self, sent: Instant, started: Instant) {
+        self.confirmed_trades += 1;
+        self.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        self.confirmed_at_ms.push(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX));
+    }
+
+    /// Per second: trades and their p99 latency in ms.
+    fn build_timeline(&mut self) {
+        let mut seconds: Vec<Vec<u32>> = Vec::new();
+        for (at_ms, latency) in self.confirmed_at_ms.iter().zip(&self.latencies_us) {
+            let second = usize::try_from(at_ms / 1000).unwrap_or(usize::MAX);
+            if second >= seconds.len() {
+                seconds.resize_with(second.saturating_add(1).min(1 << 20), Vec::new);
+            }
+            if let Some(bucket) = seconds.get_mut(second) {
+                bucket.push(*latency);
+            }
+        }
+        self.confirmed_at_ms = Vec::new();
+        self.timeline = seconds
+            .into_iter()
+            .map(|mut latencies| {
+                latencies.sort_unstable();
+                let second = Self { latencies_us: latencies, ..Self::default() };
+                (second.latencies_us.len() as u64, second.percentile_ms(0.99))
+            })
+            .collect();
+    }
+
     /// Confirmed trades per second.
     #[must_use]
     pub fn trades_per_sec(&self) -> f64 {
@@ -82,18 +119,30 @@ impl LoadReport {
                 report.rejected += part.rejected;
                 report.busy += part.busy;
                 report.latencies_us.extend(part.latencies_us);
+                report.confirmed_at_ms.extend(part.confirmed_at_ms);
             }
         }
         report.elapsed = started.elapsed();
+        report.build_timeline();
         report.latencies_us.sort_unstable();
         report
     }
 
-    /// The summary, ending with the machine-readable line.
+    /// The summary, ending with the machine-readable line; with `timeline`,
+    /// a line per second first.
     #[must_use]
-    pub fn render(&self) -> String {
+    pub fn render(&self, timeline: bool) -> String {
+        let seconds: String = if timeline {
+            self.timeline
+                .iter()
+                .enumerate()
+                .map(|(second, (trades, p99))| format!("second {second}: {trades} trades · p99 {p99:.2} ms\n"))
+                .collect()
+        } else {
+            String::new()
+        };
         format!(
-            "{}confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\nelapsed: {:.2} s\n\
+            "{seconds}{}confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\nelapsed: {:.2} s\n\
              latency p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms\n\
              trades_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
             if self.note.is_empty() { String::new() } else { format!("{}\n", self.note) },
@@ -144,20 +193,20 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
     }
     let concurrency = args.concurrency.unwrap_or(4_096).clamp(1, CONCURRENCY_MAX).min(players.len());
     let assets = tradable_assets(&engine);
-    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
     // The simulated players get a thread of their own: the engine's
     // threads do only the engine's work, as with players in Telegram.
     let clients = actix::Arbiter::new();
     let (sender, finished) = tokio::sync::oneshot::channel();
     let driver = engine.clone();
     clients.spawn(async move {
-        let started = Instant::now();
         let workers: Vec<_> = {
             let (players, assets) = (Rc::new(players), Rc::new(assets));
             (0..concurrency)
                 .map(|worker| {
                     let (engine, players, assets) = (driver.clone(), Rc::clone(&players), Rc::clone(&assets));
-                    actix::spawn(trade_until(engine, players, worker, concurrency, assets, deadline))
+                    actix::spawn(trade_until(engine, players, worker, concurrency, assets, (started, deadline)))
                 })
                 .collect()
         };
@@ -197,7 +246,7 @@ async fn trade_until(
     worker: usize,
     stride: usize,
     assets: Rc<Vec<AssetId>>,
-    deadline: Instant,
+    (started, deadline): (Instant, Instant),
 ) -> LoadReport {
     let mine: Vec<PlayerId> = players.iter().skip(worker).step_by(stride).copied().collect();
     let mut report = LoadReport::default();
@@ -219,8 +268,7 @@ async fn trade_until(
         let sent = Instant::now();
         match engine.execute_one(Command::Place(request)).await {
             Ok(Outcome::Placed(Placed::Filled(fill))) => {
-                report.confirmed_trades += 1;
-                report.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+                report.confirm(sent, started);
                 if let Some(slot) = holdings.get_mut(asset_index) {
                     *slot = fill.held_after;
                 }
@@ -233,4 +281,24 @@ async fn trade_until(
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_counts_each_second_and_its_tail() {
+        // Three trades confirmed in second 0, one in second 2 (none in 1).
+        let mut report = LoadReport {
+            latencies_us: vec![1_000, 2_000, 3_000, 40_000],
+            confirmed_at_ms: vec![10, 500, 999, 2_100],
+            ..LoadReport::default()
+        };
+        report.build_timeline();
+        let expected: Vec<(u64, f64)> = vec![(3, 3.0), (0, 0.0), (1, 40.0)];
+        assert_eq!(report.timeline, expected);
+        assert!(report.render(true).starts_with("second 0: 3 trades · p99 3.00 ms\n"));
+        assert!(!report.render(false).contains("second 0"));
+    }
 }

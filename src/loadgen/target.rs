@@ -62,9 +62,9 @@ pub async fn run_against(
         .map_err(|error| LoadgenError::Target(error.to_string()))?;
     let url = format!("{}/telegram/webhook", target.trim_end_matches('/'));
     let update_ids = Rc::new(AtomicI64::new(1));
-    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
     let concurrency = usize::try_from(args.players).unwrap_or(1).min(args.concurrency.unwrap_or(usize::MAX)).max(1);
     let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
     let players: Vec<_> = (0..concurrency)
         .map(|index| {
             let player = Player {
@@ -75,7 +75,7 @@ pub async fn run_against(
                 update_ids: Rc::clone(&update_ids),
                 waiting: bot_api_bind.map(|_| Arc::clone(&waiting)),
             };
-            actix::spawn(player.run(deadline))
+            actix::spawn(player.run(started, deadline))
         })
         .collect();
     Ok(LoadReport::gather(players, started).await)
@@ -91,7 +91,7 @@ struct Player {
 }
 
 impl Player {
-    async fn run(self, deadline: Instant) -> LoadReport {
+    async fn run(self, started: Instant, deadline: Instant) -> LoadReport {
         let mut report = LoadReport::default();
         let mut turn = 0_u64;
         while Instant::now() < deadline {
@@ -137,8 +137,7 @@ impl Player {
             if opening {
                 continue;
             }
-            report.confirmed_trades += 1;
-            report.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+            report.confirm(sent, started);
         }
         report
     }
