@@ -9,17 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::clock::SystemClock;
-use actors::domain::command::{Command, Outcome};
-use actors::domain::exchange::Placed;
-use actors::domain::ids::{AssetId, PlayerId, Quantity};
-use actors::domain::order::{OrderKind, OrderRequest, Side};
-use actors::domain::price_model::mix_seed;
-use actors::domain::rejection::Rejection;
+use actors::domain::command::Command;
+use actors::domain::ids::{AssetId, PlayerId};
 use actors::engine::{Engine, EngineDeps};
 use actors::metrics::EngineMetrics;
 use actors::ports::NullNotifier;
 
+pub mod crowd;
 pub mod target;
+
+use crowd::{Clients, Crowd};
 
 use crate::bot::local_player_id;
 use crate::config::Settings;
@@ -29,13 +28,17 @@ use crate::startup::open_store;
 pub const PLAYERS_MAX: u32 = 1_000_000;
 /// Most concurrent clients (each with one command in flight).
 pub const CONCURRENCY_MAX: usize = 65_536;
+/// Most clients the in-process load adapts up to when not told how many.
+pub const ADAPTIVE_CLIENTS_MAX: usize = 8_192;
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadgenArgs {
     pub seconds: f64,
     pub players: u32,
-    /// Clients with one command in flight each; default `min(players, 4096)`.
+    /// Clients with one command in flight each. Unset: in process, as many
+    /// as keep the median latency near 17 ms (up to 8,192); against a server, one
+    /// per player.
     pub concurrency: Option<usize>,
     /// Also print throughput and latency for every second of the run.
     pub timeline: bool,
@@ -60,11 +63,14 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
-    /// Counts a confirmed trade sent at `sent`, in a run started at `started`.
-    pub fn confirm(&mut self, sent: Instant, started: Instant) {
+    /// Counts a confirmed trade sent at `sent`, in a run started at
+    /// `started`; returns its latency in µs.
+    pub fn confirm(&mut self, sent: Instant, started: Instant) -> u32 {
+        let latency = u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX);
         self.confirmed_trades += 1;
-        self.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        self.latencies_us.push(latency);
         self.confirmed_at_ms.push(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX));
+        latency
     }
 
     /// Per second: trades and their p99 latency in ms.
@@ -191,39 +197,62 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
     for chunk in players.chunks(4_096) {
         engine.execute(chunk.iter().map(|player| Command::Open { player: *player }).collect()).await?;
     }
-    let concurrency = args.concurrency.unwrap_or(4_096).clamp(1, CONCURRENCY_MAX).min(players.len());
+    let clients = match args.concurrency {
+        Some(n) => Clients::Fixed(n.clamp(1, CONCURRENCY_MAX).min(players.len())),
+        None => Clients::Adaptive(ADAPTIVE_CLIENTS_MAX.min(players.len())),
+    };
     let assets = tradable_assets(&engine);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
     // The simulated players get a thread of their own: the engine's
     // threads do only the engine's work, as with players in Telegram.
-    let clients = actix::Arbiter::new();
+    let arbiter = actix::Arbiter::new();
     let (sender, finished) = tokio::sync::oneshot::channel();
     let driver = engine.clone();
-    clients.spawn(async move {
-        let workers: Vec<_> = {
-            let (players, assets) = (Rc::new(players), Rc::new(assets));
-            (0..concurrency)
-                .map(|worker| {
-                    let (engine, players, assets) = (driver.clone(), Rc::clone(&players), Rc::clone(&assets));
-                    actix::spawn(trade_until(engine, players, worker, concurrency, assets, (started, deadline)))
-                })
-                .collect()
-        };
-        let _ = sender.send(LoadReport::gather(workers, started).await);
+    arbiter.spawn_fn(move || {
+        actix::spawn(run_crowd(driver, Crowd::new(players, assets, clients), clients, (started, deadline), sender));
     });
     let mut report = finished.await.map_err(|_| LoadgenError::Target("the load clients stopped".into()))?;
-    clients.stop();
+    arbiter.stop();
     let metrics = engine.metrics();
     let batches = EngineMetrics::get(&metrics.batches_persisted).max(1);
     #[allow(clippy::cast_precision_loss)]
     let flush_ms = EngineMetrics::get(&metrics.flush_latency_sum_us) as f64 / 1000.0 / batches as f64;
     report.note = format!(
-        "group commits: {batches} · mean {} events per commit · mean commit {flush_ms:.1} ms",
+        "{}\ngroup commits: {batches} · mean {} events per commit · mean commit {flush_ms:.1} ms",
+        report.note,
         EngineMetrics::get(&metrics.batch_events_sum) / batches
     );
     engine.shutdown().await?;
     Ok(report)
+}
+
+/// Runs the crowd's clients (and the steering, when adaptive) on this
+/// thread and sends their merged report.
+async fn run_crowd(
+    engine: Engine,
+    crowd: Rc<Crowd>,
+    clients: Clients,
+    (started, deadline): (Instant, Instant),
+    done: tokio::sync::oneshot::Sender<LoadReport>,
+) {
+    let steering = match clients {
+        Clients::Adaptive(max) => Some(actix::spawn(crowd::steer(Rc::clone(&crowd), max, deadline))),
+        Clients::Fixed(_) => None,
+    };
+    let workers: Vec<_> = (0..clients.max())
+        .map(|client| actix::spawn(crowd::trade_until(engine.clone(), Rc::clone(&crowd), client, started, deadline)))
+        .collect();
+    let mut report = LoadReport::gather(workers, started).await;
+    report.note = match (clients, steering) {
+        (Clients::Adaptive(max), Some(steering)) => format!(
+            "clients sending: adapted (median goal {} ms, at most {max}), {} at the end",
+            crowd::ADAPTIVE_P50_GOAL_US / 1000,
+            steering.await.unwrap_or(0)
+        ),
+        _ => format!("clients sending: {}", clients.max()),
+    };
+    let _ = done.send(report);
 }
 
 /// The assets a new player may trade (with the game gated, level 1 opens
@@ -237,50 +266,6 @@ fn tradable_assets(engine: &Engine) -> Vec<AssetId> {
         .filter(|index| !rules.gated || categories.get(*index).is_some_and(|c| opened.allows_category(*c)))
         .filter_map(|index| u16::try_from(index).ok().map(AssetId))
         .collect()
-}
-
-/// One client: the players `worker, worker + stride, …`, one command at a time.
-async fn trade_until(
-    engine: Engine,
-    players: Rc<Vec<PlayerId>>,
-    worker: usize,
-    stride: usize,
-    assets: Rc<Vec<AssetId>>,
-    (started, deadline): (Instant, Instant),
-) -> LoadReport {
-    let mine: Vec<PlayerId> = players.iter().skip(worker).step_by(stride).copied().collect();
-    let mut report = LoadReport::default();
-    let mut held: Vec<Vec<u64>> = vec![vec![0; assets.len()]; mine.len()];
-    let mut rng = mix_seed(0x10ad, worker as u64);
-    let mut turn = 0_usize;
-    while Instant::now() < deadline && !mine.is_empty() {
-        rng = mix_seed(rng, 1);
-        let slot = turn % mine.len();
-        turn += 1;
-        let (Some(player), Some(holdings)) = (mine.get(slot), held.get_mut(slot)) else { break };
-        let asset_index = usize::try_from(rng % (assets.len().max(1) as u64)).unwrap_or(0);
-        let owned = holdings.get(asset_index).copied().unwrap_or(0);
-        let side = if owned > 0 && (rng >> 20) % 10 < 5 { Side::Sell } else { Side::Buy };
-        let qty = if side == Side::Sell { owned.min(1 + (rng >> 32) % 5) } else { 1 + (rng >> 32) % 5 };
-        let Ok(qty) = Quantity::new(qty) else { continue };
-        let Some(asset) = assets.get(asset_index).copied() else { break };
-        let request = OrderRequest { player: *player, asset, side, qty, kind: OrderKind::Market };
-        let sent = Instant::now();
-        match engine.execute_one(Command::Place(request)).await {
-            Ok(Outcome::Placed(Placed::Filled(fill))) => {
-                report.confirm(sent, started);
-                if let Some(slot) = holdings.get_mut(asset_index) {
-                    *slot = fill.held_after;
-                }
-            }
-            Err(Rejection::Busy | Rejection::Unavailable) => {
-                report.busy += 1;
-                actix::clock::sleep(Duration::from_millis(5)).await;
-            }
-            _ => report.rejected += 1,
-        }
-    }
-    report
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ enum Command {
         /// A running server's base URL (its webhook is driven); in-process without it.
         #[arg(long)]
         target: Option<String>,
-        /// Clients with one command in flight each (default: min(players, 4096)).
+        /// Clients with one command in flight each (default: in process, as many as keep the median latency near 17 ms).
         #[arg(long)]
         concurrency: Option<usize>,
         /// With --target: also serve a fake Bot API here and time each reply's arrival.

@@ -28,6 +28,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 3, name: "ledger_checkpoints", sql: include_str!("../../sql/V3__ledger_checkpoints.sql") },
     Migration { version: 4, name: "player_profiles", sql: include_str!("../../sql/V4__player_profiles.sql") },
     Migration { version: 5, name: "fill_journal", sql: include_str!("../../sql/V5__fill_journal.sql") },
+    Migration { version: 6, name: "fill_compression", sql: include_str!("../../sql/V6__fill_compression.sql") },
 ];
 
 /// SQLite migrations of the embedded store, in order.

@@ -33,7 +33,8 @@ const CHECKPOINT_EARLY_FILLS: usize = 2_000_000;
 const CHECKPOINT_EARLY_PLAYERS: usize = 50_000;
 /// Players per checkpoint transaction (short transactions, small statements).
 const CHECKPOINT_CHUNK: usize = 1_000;
-/// Pause between two checkpoint transactions: the checkpoint yields to the
+/// Least pause between two checkpoint transactions (each pause is at least
+/// as long as the transaction before it): the checkpoint yields to the
 /// group commits rather than taking the machine in one burst.
 const CHECKPOINT_PAUSE_MS: u64 = 10;
 /// Players rebuilt per round trip.
@@ -198,13 +199,17 @@ impl Ledgers {
         let chunks = writing.len().div_ceil(CHECKPOINT_CHUNK).max(1);
         let mut written = 0;
         let mut failure = None;
+        let mut pause = Duration::ZERO;
         for chunk in 0..chunks {
-            if chunk > 0 {
-                tokio::time::sleep(Duration::from_millis(CHECKPOINT_PAUSE_MS)).await;
-            }
+            tokio::time::sleep(pause).await;
             let range = chunk * CHECKPOINT_CHUNK..((chunk + 1) * CHECKPOINT_CHUNK).min(writing.len());
             let last = chunk + 1 == chunks;
-            match self.write_chunk(Arc::clone(&writing), range, last.then_some(watermark)).await {
+            let started = std::time::Instant::now();
+            let result = self.write_chunk(Arc::clone(&writing), range, last.then_some(watermark)).await;
+            // At most half the time writing: the checkpoint takes longer but
+            // leaves the group commits room all along.
+            pause = started.elapsed().max(Duration::from_millis(CHECKPOINT_PAUSE_MS));
+            match result {
                 Ok(()) => written = ((chunk + 1) * CHECKPOINT_CHUNK).min(writing.len()),
                 Err(error) => {
                     failure = Some(error);
