@@ -28,8 +28,6 @@ use crate::startup::open_store;
 pub const PLAYERS_MAX: u32 = 1_000_000;
 /// Most concurrent clients (each with one command in flight).
 pub const CONCURRENCY_MAX: usize = 65_536;
-/// Most clients the in-process load adapts up to when not told how many.
-pub const ADAPTIVE_CLIENTS_MAX: usize = 8_192;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -90,8 +88,7 @@ impl LoadReport {
             .into_iter()
             .map(|mut latencies| {
                 latencies.sort_unstable();
-                let second = Self { latencies_us: latencies, ..Self::default() };
-                (second.latencies_us.len() as u64, second.percentile_ms(0.99))
+                (latencies.len() as u64, quantile_ms(&latencies, 0.99))
             })
             .collect();
     }
@@ -108,12 +105,7 @@ impl LoadReport {
     /// The `q` quantile of latency in milliseconds (`q` in `[0, 1]`).
     #[must_use]
     pub fn percentile_ms(&self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return 0.0;
-        }
-        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let index = ((self.latencies_us.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
-        self.latencies_us.get(index).map_or(0.0, |us| f64::from(*us) / 1000.0)
+        quantile_ms(&self.latencies_us, q)
     }
 
     /// Waits for every client and merges their reports into the run's.
@@ -167,6 +159,20 @@ impl LoadReport {
     }
 }
 
+/// The `q` quantile (`q` in `[0, 1]`) of `sorted` latencies in µs, in µs;
+/// `None` when there are none.
+#[must_use]
+fn quantile_us(sorted: &[u32], q: f64) -> Option<u32> {
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let index = (sorted.len().checked_sub(1)? as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    sorted.get(index).copied()
+}
+
+/// [`quantile_us`] in milliseconds, 0 when there are no latencies.
+fn quantile_ms(sorted: &[u32], q: f64) -> f64 {
+    quantile_us(sorted, q).map_or(0.0, |us| f64::from(us) / 1000.0)
+}
+
 /// Why a run could not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadgenError {
@@ -199,7 +205,7 @@ pub async fn run_in_process(settings: &Settings, args: &LoadgenArgs) -> Result<L
     }
     let clients = match args.concurrency {
         Some(n) => Clients::Fixed(n.clamp(1, CONCURRENCY_MAX).min(players.len())),
-        None => Clients::Adaptive(ADAPTIVE_CLIENTS_MAX.min(players.len())),
+        None => Clients::Adaptive(crowd::ADAPTIVE_MAX.min(players.len())),
     };
     let assets = tradable_assets(&engine);
     let started = Instant::now();

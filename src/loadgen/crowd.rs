@@ -21,6 +21,8 @@ use super::LoadReport;
 pub const ADAPTIVE_START: usize = 1_024;
 /// Fewest clients sending when adapting.
 const ADAPTIVE_MIN: usize = 64;
+/// Most clients the adaptation goes up to (fewer with fewer players).
+pub const ADAPTIVE_MAX: usize = 8_192;
 /// The median latency the adaptation steers each window to, µs: the tail
 /// runs about two and a half times the median, so p99 stays under 50 ms. (The
 /// median, not the p99, is steered by: a checkpoint's slow second would
@@ -157,7 +159,7 @@ pub async fn steer(crowd: Rc<Crowd>, max: usize, deadline: Instant) -> usize {
             continue;
         }
         window.sort_unstable();
-        let p50 = window.get((window.len() - 1) / 2).copied().unwrap_or(0);
+        let p50 = super::quantile_us(&window, 0.5).unwrap_or(0);
         let wanted = if p50 > ADAPTIVE_P50_GOAL_US / 10 * 11 {
             (sending * 9 / 10).max(ADAPTIVE_MIN.min(max))
         } else if p50 < ADAPTIVE_P50_GOAL_US / 10 * 9 {

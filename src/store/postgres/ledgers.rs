@@ -201,7 +201,9 @@ impl Ledgers {
         let mut failure = None;
         let mut pause = Duration::ZERO;
         for chunk in 0..chunks {
-            tokio::time::sleep(pause).await;
+            if chunk > 0 {
+                tokio::time::sleep(pause).await;
+            }
             let range = chunk * CHECKPOINT_CHUNK..((chunk + 1) * CHECKPOINT_CHUNK).min(writing.len());
             let last = chunk + 1 == chunks;
             let started = std::time::Instant::now();
