@@ -4,6 +4,8 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rustfmt.toml clippy.toml ./
 COPY actors actors
+COPY wire wire
+COPY gateway gateway
 COPY src src
 COPY sql sql
 COPY config config

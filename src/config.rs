@@ -122,6 +122,9 @@ pub struct Settings {
     pub premium_price_stars: Option<u32>,
     #[serde(default, deserialize_with = "lenient_optional_string")]
     pub log_format: Option<String>,
+    /// This process's name in the engine lease and in logs.
+    #[serde(default, deserialize_with = "lenient_optional_string")]
+    pub instance: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -131,6 +134,9 @@ fn default_data_dir() -> PathBuf {
 fn default_bind() -> String {
     "127.0.0.1:8080".to_owned()
 }
+
+/// Longest instance name kept, in characters.
+pub const INSTANCE_CHARS_MAX: usize = 48;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +166,7 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
     ("STOCKBOT_PLAY", "play"),
     ("STOCKBOT_PREMIUM_PRICE_STARS", "premium_price_stars"),
     ("STOCKBOT_LOG_FORMAT", "log_format"),
+    ("STOCKBOT_INSTANCE", "instance"),
 ];
 
 impl Settings {
@@ -209,6 +216,21 @@ impl Settings {
             Some("0" | "false" | "off" | "no") => false,
             _ => self.telegram.bot_token.is_none(),
         }
+    }
+
+    /// This process's name: `STOCKBOT_INSTANCE`, else host name and pid.
+    #[must_use]
+    pub fn instance_name(&self) -> String {
+        if let Some(name) = self.instance.as_deref().map(str::trim).filter(|name| !name.is_empty()) {
+            return name.chars().take(INSTANCE_CHARS_MAX).collect();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|host| host.trim().to_owned())
+            .filter(|host| !host.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "stockbot".to_owned());
+        format!("{host}-{}", std::process::id()).chars().take(INSTANCE_CHARS_MAX).collect()
     }
 
     /// Telegram user ids allowed admin commands.

@@ -15,11 +15,15 @@ use actors::engine::{Engine, EngineDeps, EngineError};
 use actors::ports::coordinator::Coordinator;
 use actors::ports::{Notifier, NullNotifier, Store};
 
+use gateway::http::{self, AppState, CommandIds};
+
+use crate::answers::Answers;
 use crate::bot::{Bot, GameOptions};
 use crate::config::Settings;
 use crate::coord::fallback::FallbackCoordinator;
 use crate::coord::local::LocalCoordinator;
-use crate::http::{self, AppState};
+use crate::local::LocalBackend;
+use crate::price_feed::{PriceFeed, STREAM_BACKLOG_MAX};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::postgres::PostgresStore;
 use crate::telegram;
@@ -73,8 +77,8 @@ impl Application {
         let deps =
             EngineDeps { store: Arc::clone(&store), clock: Arc::new(SystemClock), notifier, autonomous_ticker: true };
         let engine = Engine::start(&settings.engine, deps).await?;
-        let (prices, _) = tokio::sync::broadcast::channel(http::stream::STREAM_BACKLOG_MAX);
-        let feed = http::stream::PriceFeed::new(Arc::clone(engine.universe()), prices.clone()).start();
+        let (prices, _) = tokio::sync::broadcast::channel(STREAM_BACKLOG_MAX);
+        let feed = PriceFeed::new(Arc::clone(engine.universe()), prices.clone()).start();
         engine.subscribe(feed.recipient());
         let username = telegram.as_ref().and_then(|client| client.username.clone());
         let options = GameOptions {
@@ -91,21 +95,18 @@ impl Application {
             None => None,
         };
         let sender = telegram.as_ref().map(|client| client.sender.clone());
-        let state = AppState {
+        let status: crate::answers::StatusSource = {
+            let instance = settings.instance_name();
+            Arc::new(move || wire::EngineStatus { role: "active".to_owned(), epoch: 0, instance: instance.clone() })
+        };
+        let backend = LocalBackend {
+            answers: Answers::new(bot.clone(), Arc::clone(&store), status),
             bot,
             store,
-            admin_token: settings.admin_token.as_ref().map(|t| t.expose().to_owned()).filter(|t| !t.is_empty()),
-            play_enabled: settings.play_enabled(),
-            webhook_secret: settings
-                .telegram
-                .webhook_secret
-                .as_ref()
-                .map(|t| t.expose().to_owned())
-                .filter(|t| !t.is_empty()),
             ingest: front.as_ref().map(|front| front.ingest.clone()),
-            sender: sender.clone(),
-            prices: Some(prices),
+            prices,
         };
+        let state = front_state(settings, Arc::new(backend));
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
         let address =
@@ -161,6 +162,19 @@ impl Application {
             Ok(result) => result.map_err(|source| StartupError::Bind { bind: self.address.to_string(), source }),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// The HTTP front's state over `backend`, from the settings.
+#[must_use]
+pub fn front_state(settings: &Settings, backend: Arc<dyn gateway::backend::Backend>) -> AppState {
+    let secret = |value: Option<&crate::config::Secret>| value.map(|t| t.expose().to_owned()).filter(|t| !t.is_empty());
+    AppState {
+        backend,
+        admin_token: secret(settings.admin_token.as_ref()),
+        play_enabled: settings.play_enabled(),
+        webhook_secret: secret(settings.telegram.webhook_secret.as_ref()),
+        ids: Arc::new(CommandIds::new(&settings.instance_name())),
     }
 }
 

@@ -949,7 +949,7 @@ async fn updates_run_through_the_handler_to_the_bot_api() {
     let limits = RateLimits { global_per_sec: 100_000, chat_per_sec: 100_000, group_per_min: 1_000_000 };
     let api = make_bot(&fake.token, Some(&fake.base_url)).unwrap();
     let sender = start_sender(api, limits, 100_000, Arc::new(|_| {}));
-    let handler = UpdateHandler::new(bot.clone(), sender.clone(), Arc::new(LocalCoordinator::new()));
+    let handler = UpdateHandler::new(bot.clone(), Arc::new(LocalCoordinator::new()));
     for player in 1..=PLAYER_POOL {
         let speaker = Speaker { player: actors::domain::ids::PlayerId(player), chat: None, name: format!("p{player}") };
         bot.handle_text(&speaker, "/start").await;
@@ -974,7 +974,7 @@ async fn updates_run_through_the_handler_to_the_bot_api() {
                 continue;
             }
         }
-        handler.handle(update).await;
+        handler.handle(update, &sender).await;
         handled += 1;
     }
     // Everything queued reaches the fake (or is given up) before the checks.

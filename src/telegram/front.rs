@@ -14,15 +14,18 @@ use teloxide_core::types::BotCommand as MenuCommand;
 
 use super::ingest::Ingest;
 use super::polling;
-use super::sender::{RateLimits, SenderHandle, make_bot, start_sender};
+use super::sender::{SenderHandle, make_bot, rate_limits, start_sender};
 use super::update::UpdateHandler;
 use crate::bot::Bot;
 use crate::config::Settings;
 
 /// Most outgoing messages queued before new ones are refused.
 pub const SEND_QUEUE_MAX: usize = 100_000;
-/// Most updates waiting to be handled (past that the webhook answers 503).
+/// Most updates waiting to be handled (past that the webhook holds the
+/// request for room, up to `INGEST_OFFER_WAIT_MS`).
 pub const INGEST_QUEUE_MAX: usize = 20_000;
+/// Longest the webhook holds an update waiting for room before answering 503.
+pub const INGEST_OFFER_WAIT_MS: u64 = 5_000;
 /// Most updates handled at once.
 pub const INGEST_CONCURRENCY_MAX: usize = 1_024;
 const GET_ME_ATTEMPTS: u32 = 5;
@@ -60,11 +63,7 @@ pub async fn connect(settings: &Settings) -> Result<Option<TelegramClient>, Stri
     };
     let api = make_bot(&token, settings.telegram.api_url.as_deref())?;
     let username = get_username(&api).await;
-    let limits = RateLimits {
-        global_per_sec: settings.telegram.rate_global_per_sec.unwrap_or(30),
-        chat_per_sec: settings.telegram.rate_chat_per_sec.unwrap_or(1),
-        group_per_min: settings.telegram.rate_group_per_min.unwrap_or(20),
-    };
+    let limits = rate_limits(&settings.telegram);
     let on_blocked: Arc<dyn Fn(i64) + Send + Sync> = Arc::new(|chat_id| {
         tracing::info!(chat_id, "bot blocked by the user; no more messages to this chat");
     });
@@ -116,8 +115,15 @@ pub async fn start(
     coordinator: Arc<dyn Coordinator>,
     settings: &Settings,
 ) -> RunningFront {
-    let handler = UpdateHandler::new(bot, client.sender.clone(), Arc::clone(&coordinator));
-    let ingest = Ingest::start(handler, coordinator, INGEST_QUEUE_MAX, INGEST_CONCURRENCY_MAX);
+    let handler = UpdateHandler::new(bot, Arc::clone(&coordinator));
+    let ingest = Ingest::start(
+        handler,
+        client.sender.clone(),
+        coordinator,
+        INGEST_QUEUE_MAX,
+        INGEST_CONCURRENCY_MAX,
+        Duration::from_millis(INGEST_OFFER_WAIT_MS),
+    );
     let poller = match client.mode {
         Mode::Polling => Some(actix::spawn(polling::run(client.api.clone(), ingest.clone()))),
         Mode::Webhook => {

@@ -1,8 +1,9 @@
 //! Ingest: the bounded queue between receiving updates (webhook or polling)
 //! and handling them, with dedup by `update_id` through the Coordinator (so
 //! two instances behind one balancer never both process an update) and a cap
-//! on updates handled at once. For a graceful stop it can be closed (no more
-//! updates taken) and drained (every update taken is handled).
+//! on updates handled at once. A burst waits a bounded time for room rather
+//! than being refused. For a graceful stop it can be closed (no more updates
+//! taken) and drained (every update taken is handled).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -12,7 +13,9 @@ use actors::ports::coordinator::Coordinator;
 use teloxide_core::types::Update;
 use tokio::sync::{Notify, Semaphore, mpsc};
 
+use super::sender::SenderHandle;
 use super::update::UpdateHandler;
+use crate::telegram::polling::UpdateSink;
 
 /// Telegram keeps an undelivered update for 24 h; dedup marks live as long.
 pub const UPDATE_DEDUP_TTL_MS: u64 = 24 * 60 * 60 * 1000;
@@ -26,15 +29,7 @@ pub struct IngestMetrics {
     pub handled: AtomicU64,
 }
 
-/// Why an update was not taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// The queue is full: Telegram should retry later (503).
-    Full,
-    /// The server is stopping: Telegram should retry later (503), with
-    /// this instance or another.
-    Stopping,
-}
+pub use gateway::backend::Refused;
 
 /// The receiving end's handle.
 #[derive(Clone)]
@@ -43,6 +38,7 @@ pub struct Ingest {
     coordinator: Arc<dyn Coordinator>,
     metrics: Arc<IngestMetrics>,
     gate: Arc<Gate>,
+    offer_wait: Duration,
 }
 
 /// Open or closed, and how many updates are inside (being offered, queued
@@ -82,13 +78,17 @@ impl Drop for Entry {
 
 impl Ingest {
     /// Starts the handling loop: at most `queue_max` updates wait, at most
-    /// `concurrency_max` are handled at once. Call inside the actix system.
+    /// `concurrency_max` are handled at once, replies go to `sender`; an
+    /// offered update waits at most `offer_wait` for room. Call inside the
+    /// actix system.
     #[must_use]
     pub fn start(
         handler: UpdateHandler,
+        sender: SenderHandle,
         coordinator: Arc<dyn Coordinator>,
         queue_max: usize,
         concurrency_max: usize,
+        offer_wait: Duration,
     ) -> Self {
         let (queue, mut updates) = mpsc::channel::<(Update, Entry)>(queue_max.max(1));
         let metrics = Arc::new(IngestMetrics::default());
@@ -97,16 +97,16 @@ impl Ingest {
         actix::spawn(async move {
             while let Some((update, entry)) = updates.recv().await {
                 let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { break };
-                let (handler, counters) = (handler.clone(), Arc::clone(&counters));
+                let (handler, counters, sender) = (handler.clone(), Arc::clone(&counters), sender.clone());
                 actix::spawn(async move {
-                    handler.handle(update).await;
+                    handler.handle(update, &sender).await;
                     counters.handled.fetch_add(1, Ordering::Relaxed);
                     drop(slot);
                     drop(entry);
                 });
             }
         });
-        Self { queue, coordinator, metrics, gate: Arc::new(Gate::default()) }
+        Self { queue, coordinator, metrics, gate: Arc::new(Gate::default()), offer_wait }
     }
 
     /// Takes no more updates: `offer` and `push` refuse from now on.
@@ -158,20 +158,34 @@ impl Ingest {
         &self.metrics
     }
 
-    /// Takes an update unless the queue is full or ingest is closed;
-    /// repeats are accepted and dropped. Never waits for room (the webhook
-    /// answers 503 instead).
+    /// Takes an update unless ingest is closed or the queue stays full for
+    /// the whole wait allowed (a burst is held, not refused); repeats are
+    /// accepted and dropped.
     ///
     /// # Errors
-    /// `Refused::Full` when the queue has no room, `Refused::Stopping` once
-    /// closed; either way the update is not marked as seen.
+    /// `Refused::Full` when no room came within the wait, `Refused::Stopping`
+    /// once closed; either way the update is not marked as seen.
     pub async fn offer(&self, update: Update) -> Result<(), Refused> {
         self.metrics.received.fetch_add(1, Ordering::Relaxed);
         let Some(entry) = self.gate.enter() else { return Err(Refused::Stopping) };
         // Reserve room first: an update marked as seen must not then be refused.
-        let Ok(permit) = self.queue.try_reserve() else {
-            self.metrics.refused_full.fetch_add(1, Ordering::Relaxed);
-            return Err(Refused::Full);
+        let permit = match self.queue.try_reserve() {
+            Ok(permit) => permit,
+            Err(mpsc::error::TrySendError::Closed(())) => return Err(Refused::Stopping),
+            Err(mpsc::error::TrySendError::Full(())) => {
+                let waited = tokio::select! {
+                    waited = tokio::time::timeout(self.offer_wait, self.queue.reserve()) => waited,
+                    () = self.closed() => return Err(Refused::Stopping),
+                };
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    Ok(Err(_)) => return Err(Refused::Stopping),
+                    Err(_) => {
+                        self.metrics.refused_full.fetch_add(1, Ordering::Relaxed);
+                        return Err(Refused::Full);
+                    }
+                }
+            }
         };
         if !self.first_time(&update).await {
             return Ok(());
@@ -211,5 +225,19 @@ impl Ingest {
                 true
             }
         }
+    }
+}
+
+impl UpdateSink for Ingest {
+    async fn push(&self, update: Update) -> bool {
+        Ingest::push(self, update).await
+    }
+
+    async fn closed(&self) {
+        Ingest::closed(self).await;
+    }
+
+    fn is_closed(&self) -> bool {
+        Ingest::is_closed(self)
     }
 }

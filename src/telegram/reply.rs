@@ -1,112 +1,16 @@
-//! `Reply`: what the bot says back — HTML text (everything from players or
-//! config escaped) and inline buttons — and the one place that turns engine
-//! outcomes and `Rejection`s into words.
+//! The one place that turns engine outcomes and `Rejection`s into words: a
+//! [`Reply`] (the `wire` type every role shares) of HTML text, everything
+//! from players or config escaped, with inline buttons.
 
 use actors::domain::exchange::{Fill, Quote};
 use actors::domain::money::format_money;
 use actors::domain::order::Side;
 use actors::domain::rejection::Rejection;
 use rust_decimal::Decimal;
-use serde::Serialize;
 
 use super::command::ParseError;
 
-/// Telegram's limit on `callback_data`, in bytes.
-pub const CALLBACK_DATA_LEN_MAX: usize = 64;
-
-/// An inline button; `data` is itself a command text, so the play page and
-/// Telegram callbacks run the same path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Button {
-    pub text: String,
-    pub data: String,
-}
-
-impl Button {
-    /// A button that runs `command` when pressed.
-    #[must_use]
-    pub fn new(text: impl Into<String>, command: impl Into<String>) -> Self {
-        let mut data: String = command.into();
-        // Cut on a character boundary (`truncate` panics inside one: a
-        // category name with accents would take `/market` down).
-        let end = data
-            .char_indices()
-            .map(|(at, c)| at + c.len_utf8())
-            .take_while(|end| *end <= CALLBACK_DATA_LEN_MAX)
-            .last()
-            .unwrap_or(0);
-        data.truncate(end);
-        Self { text: text.into(), data }
-    }
-}
-
-/// A picture sent with a reply (the reply's text is its caption).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReplyPhoto {
-    /// The PNG itself (sent to Telegram; not part of the JSON).
-    #[serde(skip)]
-    pub png: std::sync::Arc<Vec<u8>>,
-    /// Where the play page can load the same picture.
-    pub url: String,
-}
-
-/// One message to the player.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Reply {
-    /// HTML (Telegram's subset).
-    pub text: String,
-    /// Rows of inline buttons.
-    pub buttons: Vec<Vec<Button>>,
-    /// A picture, when the reply is one (charts).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub photo: Option<ReplyPhoto>,
-    /// A Telegram Stars invoice to send after the text (payments on).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub invoice: Option<InvoiceSpec>,
-}
-
-/// An invoice in Telegram Stars (`XTR`): one price, no provider token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InvoiceSpec {
-    pub title: String,
-    pub description: String,
-    /// Comes back in `pre_checkout_query` and `successful_payment`.
-    pub payload: String,
-    pub stars: u32,
-}
-
-impl Reply {
-    /// A reply without buttons.
-    #[must_use]
-    pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), buttons: Vec::new(), photo: None, invoice: None }
-    }
-
-    /// Adds a row of buttons.
-    #[must_use]
-    pub fn with_row(mut self, row: Vec<Button>) -> Self {
-        if !row.is_empty() {
-            self.buttons.push(row);
-        }
-        self
-    }
-}
-
-/// Escapes text for Telegram's HTML parse mode.
-#[must_use]
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '&' => escaped.push_str("&amp;"),
-            '"' => escaped.push_str("&quot;"),
-            _ => escaped.push(c),
-        }
-    }
-    escaped
-}
+pub use wire::reply::{Button, CALLBACK_DATA_LEN_MAX, InvoiceSpec, Reply, ReplyPhoto, escape};
 
 /// A price for people: grouped, two decimals.
 #[must_use]

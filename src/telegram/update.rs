@@ -1,4 +1,5 @@
-//! `UpdateHandler`: one Telegram update in, replies out through the sender.
+//! `UpdateHandler`: one Telegram update in, Bot API calls out through an
+//! [`Outbox`].
 //! Messages run the command path; button presses are answered at once, then
 //! run once (a TTL lock per player and button makes a double press act once)
 //! and refresh the message they came from where that makes sense. Payments:
@@ -9,12 +10,15 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument as _;
+
 use actors::domain::ids::PlayerId;
 use actors::ports::coordinator::Coordinator;
 use teloxide_core::types::{CallbackQuery, Message, PreCheckoutQuery, SuccessfulPayment, Update, UpdateKind, User};
 
+use super::outbox::Outbox;
 use super::reply::Reply;
-use super::sender::{Outgoing, STARS_CURRENCY, SenderHandle};
+use super::sender::{Outgoing, STARS_CURRENCY};
 use crate::bot::{Bot, PREMIUM_PAYLOAD, Speaker};
 
 /// How long a button press blocks the same press (double taps, retries).
@@ -27,31 +31,56 @@ const REFRESHING_COMMANDS: [&str; 5] = ["/quote", "/portfolio", "/market", "/his
 #[derive(Clone)]
 pub struct UpdateHandler {
     bot: Bot,
-    sender: SenderHandle,
     coordinator: Arc<dyn Coordinator>,
 }
 
+/// One update being handled: the bot and where its calls go.
+struct Handling<'a, O: Outbox> {
+    bot: &'a Bot,
+    coordinator: &'a dyn Coordinator,
+    out: &'a O,
+}
+
 impl UpdateHandler {
-    /// A handler replying through `sender`.
+    /// A handler over `bot`, locking buttons through `coordinator`.
     #[must_use]
-    pub fn new(bot: Bot, sender: SenderHandle, coordinator: Arc<dyn Coordinator>) -> Self {
-        Self { bot, sender, coordinator }
+    pub fn new(bot: Bot, coordinator: Arc<dyn Coordinator>) -> Self {
+        Self { bot, coordinator }
     }
 
-    /// Processes one update; unknown kinds are ignored.
-    pub async fn handle(&self, update: Update) {
+    /// The bot behind the handler.
+    #[must_use]
+    pub fn bot(&self) -> &Bot {
+        &self.bot
+    }
+
+    /// Processes one update with `bot` (this handler's, or one of its
+    /// per-command variants), its calls going to `out`; unknown kinds are
+    /// ignored.
+    pub async fn handle_with<O: Outbox>(&self, bot: &Bot, update: Update, out: &O) {
         let span = tracing::info_span!("update", update_id = update.id.0);
-        let _guard = span.enter();
-        match update.kind {
-            UpdateKind::Message(message) => self.on_message(&message).await,
-            UpdateKind::CallbackQuery(query) => self.on_callback(query).await,
-            UpdateKind::PreCheckoutQuery(query) => self.on_pre_checkout(&query),
-            // Edited messages never re-run a command (a trade must not repeat);
-            // membership changes, stickers and the rest need no answer.
-            _ => {}
+        let handling = Handling { bot, coordinator: self.coordinator.as_ref(), out };
+        async {
+            match update.kind {
+                UpdateKind::Message(message) => handling.on_message(&message).await,
+                UpdateKind::CallbackQuery(query) => handling.on_callback(query).await,
+                UpdateKind::PreCheckoutQuery(query) => handling.on_pre_checkout(&query),
+                // Edited messages never re-run a command (a trade must not repeat);
+                // membership changes, stickers and the rest need no answer.
+                _ => {}
+            }
         }
+        .instrument(span)
+        .await;
     }
 
+    /// Processes one update with this handler's bot.
+    pub async fn handle<O: Outbox>(&self, update: Update, out: &O) {
+        self.handle_with(&self.bot, update, out).await;
+    }
+}
+
+impl<O: Outbox> Handling<'_, O> {
     async fn on_message(&self, message: &Message) {
         let chat_id = message.chat.id.0;
         if let Some(to) = message.migrate_to_chat_id() {
@@ -65,7 +94,7 @@ impl UpdateHandler {
         let speaker = Speaker { chat: (!message.chat.is_private()).then_some(chat_id), ..speaker_of(user) };
         if message.chat.is_private() {
             // Writing to the bot means it is not blocked (any more).
-            self.sender.unblock(chat_id);
+            self.out.unblock(chat_id);
         }
         if let Some(payment) = message.successful_payment() {
             self.on_payment(&speaker, chat_id, payment).await;
@@ -105,12 +134,12 @@ impl UpdateHandler {
         if let Some(reason) = &error {
             tracing::info!(player_id = query.from.id.0, %reason, "checkout refused");
         }
-        self.send(Outgoing::AnswerPreCheckout { pre_checkout_query_id: query.id.0.clone(), error });
+        self.out.send_now(Outgoing::AnswerPreCheckout { pre_checkout_query_id: query.id.0.clone(), error });
     }
 
     async fn on_callback(&self, query: CallbackQuery) {
         // First: stop the button's spinner, before any work.
-        self.send(Outgoing::AnswerCallback { callback_query_id: query.id.0.clone(), text: None });
+        self.out.send_now(Outgoing::AnswerCallback { callback_query_id: query.id.0.clone(), text: None });
         let Some(data) = query.data.as_deref() else { return };
         let Some(message) = query.message.as_ref() else { return };
         let (chat_id, message_id) = (message.chat().id.0, message.id().0);
@@ -142,16 +171,14 @@ impl UpdateHandler {
     /// Queues a reply: its text (or photo), then its invoice if it has one.
     fn send_reply(&self, chat_id: i64, mut reply: Reply) {
         let invoice = reply.invoice.take();
-        self.send(outgoing(chat_id, reply));
+        self.send(Outgoing::of_reply(chat_id, reply));
         if let Some(invoice) = invoice {
             self.send(Outgoing::Invoice { chat_id, invoice });
         }
     }
 
     fn send(&self, message: Outgoing) {
-        if let Err(error) = self.sender.send(message) {
-            tracing::warn!(?error, "reply not queued");
-        }
+        self.out.send(message);
     }
 }
 
@@ -169,14 +196,6 @@ pub fn checkout_refusal(currency: &str, total_amount: u32, payload: &str, price_
         return Some(format!("The price is now {price} ⭐. Send /premium for a new invoice."));
     }
     None
-}
-
-/// A reply as a message: a photo with caption when it carries one.
-fn outgoing(chat_id: i64, reply: Reply) -> Outgoing {
-    match reply.photo.clone() {
-        Some(photo) => Outgoing::Photo { chat_id, png: photo.png.as_ref().clone(), caption: reply },
-        None => Outgoing::Text { chat_id, reply },
-    }
 }
 
 /// The player behind a Telegram user.

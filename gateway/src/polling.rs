@@ -1,18 +1,28 @@
 //! Polling mode: `deleteWebhook`, then a `getUpdates` long-poll loop. Each
-//! update is pushed to ingest (waiting for room) before the next call
-//! confirms it via `offset`, so none is lost; dedup by `update_id` keeps a
-//! redelivered one from acting twice. When ingest closes (graceful stop) the
-//! loop ends with one short `getUpdates` that confirms what it handed over,
-//! so a restart does not get those again.
+//! update is handed to an [`UpdateSink`] (waiting for room) before the next
+//! call confirms it via `offset`, so none is lost; dedup by `update_id` keeps
+//! a redelivered one from acting twice. When the sink closes (graceful stop,
+//! or the engine stepping down) the loop ends with one short `getUpdates`
+//! that confirms what it handed over, so a restart does not get those again.
+//! Only one process may poll a bot (Telegram answers 409 to a second one).
 
 use std::time::Duration;
 
 use teloxide_core::Bot;
 use teloxide_core::payloads::GetUpdatesSetters;
 use teloxide_core::requests::Requester;
-use teloxide_core::types::AllowedUpdate;
+use teloxide_core::types::{AllowedUpdate, Update};
 
-use super::ingest::Ingest;
+/// Where polled updates go: in-process ingest, or the command stream.
+pub trait UpdateSink: Clone + 'static {
+    /// Takes an update, waiting for room; `false` once the sink is closed
+    /// (then the update was not taken and stays unconfirmed).
+    fn push(&self, update: Update) -> impl std::future::Future<Output = bool>;
+    /// Resolves once the sink is closed.
+    fn closed(&self) -> impl std::future::Future<Output = ()>;
+    /// Whether the sink is closed.
+    fn is_closed(&self) -> bool;
+}
 
 /// Long-poll timeout asked of Telegram, seconds.
 pub const POLL_TIMEOUT_SECS: u32 = 25;
@@ -30,21 +40,21 @@ pub fn allowed_updates() -> Vec<AllowedUpdate> {
     vec![AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::PreCheckoutQuery]
 }
 
-/// Runs until ingest closes, then confirms what it took and returns.
-pub async fn run(bot: Bot, ingest: Ingest) {
+/// Runs until the sink closes, then confirms what it took and returns.
+pub async fn run<S: UpdateSink>(bot: Bot, sink: S) {
     let mut backoff_ms = 250;
     loop {
         let deleted = tokio::select! {
             deleted = bot.delete_webhook() => deleted,
-            () = ingest.closed() => return,
+            () = sink.closed() => return,
         };
         let Err(error) = deleted else { break };
         tracing::warn!(%error, "deleteWebhook failed; retrying");
-        backoff_ms = backoff(&ingest, backoff_ms).await;
+        backoff_ms = backoff(&sink, backoff_ms).await;
     }
     let mut offset: Option<i32> = None;
     backoff_ms = 250;
-    while !ingest.is_closed() {
+    while !sink.is_closed() {
         let mut request =
             bot.get_updates().timeout(POLL_TIMEOUT_SECS).limit(POLL_BATCH_MAX).allowed_updates(allowed_updates());
         if let Some(offset) = offset {
@@ -54,14 +64,14 @@ pub async fn run(bot: Bot, ingest: Ingest) {
         // would have brought is confirmed, so Telegram keeps it.
         let polled = tokio::select! {
             polled = request => polled,
-            () = ingest.closed() => break,
+            () = sink.closed() => break,
         };
         match polled {
             Ok(updates) => {
                 backoff_ms = 250;
                 for update in updates {
                     let next = i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1);
-                    if !ingest.push(update).await {
+                    if !sink.push(update).await {
                         break;
                     }
                     offset = Some(next);
@@ -69,7 +79,7 @@ pub async fn run(bot: Bot, ingest: Ingest) {
             }
             Err(error) => {
                 tracing::warn!(%error, "getUpdates failed; retrying");
-                backoff_ms = backoff(&ingest, backoff_ms).await;
+                backoff_ms = backoff(&sink, backoff_ms).await;
             }
         }
     }
@@ -78,11 +88,11 @@ pub async fn run(bot: Bot, ingest: Ingest) {
     }
 }
 
-/// Sleeps `backoff_ms` (less if ingest closes meanwhile); returns the next backoff.
-async fn backoff(ingest: &Ingest, backoff_ms: u64) -> u64 {
+/// Sleeps `backoff_ms` (less if the sink closes meanwhile); returns the next backoff.
+async fn backoff<S: UpdateSink>(sink: &S, backoff_ms: u64) -> u64 {
     tokio::select! {
-        () = actix::clock::sleep(Duration::from_millis(backoff_ms)) => {}
-        () = ingest.closed() => {}
+        () = tokio::time::sleep(Duration::from_millis(backoff_ms)) => {}
+        () = sink.closed() => {}
     }
     (backoff_ms * 2).min(ERROR_BACKOFF_MAX_MS)
 }

@@ -1,20 +1,12 @@
-//! `/metrics`: the engine's counters in Prometheus text format.
+//! The engine's counters in Prometheus text format (for `/metrics`).
 
 use std::fmt::Write as _;
 
-use actix_web::{HttpResponse, web};
 use actors::metrics::{EngineMetrics, FLUSH_BUCKETS_MS};
 
-use super::AppState;
-
-/// Prometheus exposition of the engine's metrics.
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(render(state.bot.engine().metrics()))
-}
-
-/// Renders the metrics as Prometheus text.
+/// Renders the engine's metrics as Prometheus text.
 #[must_use]
-pub fn render(metrics: &EngineMetrics) -> String {
+pub fn render_engine(metrics: &EngineMetrics) -> String {
     let get = EngineMetrics::get;
     let mut text = String::with_capacity(2048);
     let counters = [

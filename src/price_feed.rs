@@ -1,32 +1,39 @@
-//! `GET /api/stream`: live prices as server-sent events. A `PriceFeed` actor
-//! subscribes to the ticker and fans each market minute out to every open
-//! stream through a bounded broadcast channel (a slow page skips minutes; it
-//! never holds the ticker up).
+//! `PriceFeed`: an actor subscribed to the ticker that turns each market
+//! minute into the JSON of `/api/stream` and fans it out through a bounded
+//! broadcast channel (a slow page skips minutes; it never holds the ticker
+//! up) and, where a publish hook is set, to other instances.
 
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler};
-use actix_web::{HttpResponse, web};
 use actors::domain::asset::Universe;
 use actors::market::PricesChanged;
 use tokio::sync::broadcast;
 
-use super::AppState;
+pub use gateway::http::stream::STREAM_BACKLOG_MAX;
 
-/// Minutes a slow stream may fall behind before it skips ahead.
-pub const STREAM_BACKLOG_MAX: usize = 16;
+/// Hands a market minute's JSON to other instances (NATS).
+pub type PublishPrices = Arc<dyn Fn(Arc<str>) + Send + Sync>;
 
 /// Turns market minutes into SSE-ready JSON for every listener.
 pub struct PriceFeed {
     universe: Arc<Universe>,
     sender: broadcast::Sender<Arc<str>>,
+    publish: Option<PublishPrices>,
 }
 
 impl PriceFeed {
     /// A feed publishing on `sender`.
     #[must_use]
     pub fn new(universe: Arc<Universe>, sender: broadcast::Sender<Arc<str>>) -> Self {
-        Self { universe, sender }
+        Self { universe, sender, publish: None }
+    }
+
+    /// The same feed, also handing every minute to `publish`.
+    #[must_use]
+    pub fn publishing(mut self, publish: PublishPrices) -> Self {
+        self.publish = Some(publish);
+        self
     }
 }
 
@@ -38,7 +45,7 @@ impl Handler<PricesChanged> for PriceFeed {
     type Result = ();
 
     fn handle(&mut self, changed: PricesChanged, _: &mut Context<Self>) {
-        if self.sender.receiver_count() == 0 {
+        if self.sender.receiver_count() == 0 && self.publish.is_none() {
             return;
         }
         let assets: Vec<serde_json::Value> = changed
@@ -58,27 +65,10 @@ impl Handler<PricesChanged> for PriceFeed {
             })
             .collect();
         let body = serde_json::json!({"minute": changed.minute, "assets": assets}).to_string();
-        let _ = self.sender.send(Arc::from(body.as_str()));
-    }
-}
-
-/// The event stream.
-pub async fn stream(state: web::Data<AppState>) -> HttpResponse {
-    let Some(feed) = state.prices.as_ref() else {
-        return HttpResponse::NotFound().finish();
-    };
-    let receiver = feed.subscribe();
-    let events = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        loop {
-            match receiver.recv().await {
-                Ok(body) => {
-                    let frame = web::Bytes::from(format!("event: prices\ndata: {body}\n\n"));
-                    return Some((Ok::<_, actix_web::Error>(frame), receiver));
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+        let body: Arc<str> = Arc::from(body.as_str());
+        if let Some(publish) = &self.publish {
+            publish(Arc::clone(&body));
         }
-    });
-    HttpResponse::Ok().content_type("text/event-stream").insert_header(("Cache-Control", "no-cache")).streaming(events)
+        let _ = self.sender.send(body);
+    }
 }

@@ -18,7 +18,7 @@ use super::{
     ATTEMPTS_MAX, BLOCKED_CHATS_MAX, BLOCKED_TTL_MS, CHAT_QUEUE_MAX, IN_FLIGHT_MAX, Outgoing, RETRY_AFTER_MAX,
     RateLimits, SendError, SenderMetrics,
 };
-use crate::telegram::reply::{Button, InvoiceSpec};
+use wire::{Button, InvoiceSpec};
 
 const BACKOFF_FIRST_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
@@ -564,7 +564,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
-    use crate::telegram::reply::Reply;
+    use wire::Reply;
 
     fn limits(global_per_sec: u32, chat_per_sec: u32, group_per_min: u32) -> RateLimits {
         RateLimits { global_per_sec, chat_per_sec, group_per_min }

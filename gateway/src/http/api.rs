@@ -1,16 +1,19 @@
 //! The play page and the JSON API it uses: `GET /`, `GET /api/market`,
-//! `POST /api/play` (the same command path as Telegram, for local players).
+//! `GET /api/chart`, `POST /api/play` (the same command path as Telegram,
+//! for local players).
 
 use actix_web::error::JsonPayloadError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
+use wire::{PlayCommand, PlayPlayer, Query, Reply};
 
-use super::{AppState, BODY_BYTES_MAX};
-use crate::bot::{Speaker, local_player_id};
-use crate::telegram::reply::Reply;
+use super::{AppState, BODY_BYTES_MAX, respond};
+use crate::backend::PlayFailure;
 
 /// Longest local player name accepted, in characters.
 pub const PLAYER_NAME_CHARS_MAX: usize = 32;
+/// Longest play-page message accepted, in characters (Telegram's own limit).
+pub const PLAY_TEXT_CHARS_MAX: usize = 4_096;
 
 /// JSON bodies: at most 1 MiB (413 past that), malformed → 400 with a reason.
 #[must_use]
@@ -43,49 +46,9 @@ impl ErrorBody {
     }
 }
 
-#[derive(Debug, Serialize)]
-struct MarketAsset {
-    ticker: String,
-    name: String,
-    category: String,
-    price: String,
-    bid: String,
-    ask: String,
-    halted: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct MarketBody {
-    assets: Vec<MarketAsset>,
-}
-
 /// Every asset with its price.
 pub async fn market(state: web::Data<AppState>) -> HttpResponse {
-    let engine = state.bot.engine();
-    let Ok(quotes) = engine.quotes().await else {
-        return HttpResponse::ServiceUnavailable().json(ErrorBody::new("engine unavailable"));
-    };
-    let assets = engine
-        .universe()
-        .assets()
-        .iter()
-        .zip(&quotes)
-        .map(|(spec, quote)| {
-            let mid = rust_decimal::Decimal::from_f64_retain(quote.mid)
-                .map(|mid| mid.round_dp(2))
-                .unwrap_or((quote.bid + quote.ask) / rust_decimal::Decimal::TWO);
-            MarketAsset {
-                ticker: spec.ticker.to_string(),
-                name: spec.name.clone(),
-                category: spec.category.clone(),
-                price: format!("{mid:.2}"),
-                bid: format!("{:.2}", quote.bid),
-                ask: format!("{:.2}", quote.ask),
-                halted: quote.halted,
-            }
-        })
-        .collect();
-    HttpResponse::Ok().json(MarketBody { assets })
+    respond(state.backend.query(Query::Market).await)
 }
 
 /// A play-page message.
@@ -110,9 +73,22 @@ pub async fn play(state: web::Data<AppState>, body: web::Json<PlayRequest>) -> H
         return HttpResponse::BadRequest()
             .json(ErrorBody::new(&format!("player must be 1–{PLAYER_NAME_CHARS_MAX} printable characters")));
     }
-    let speaker = Speaker { player: local_player_id(name), chat: None, name: name.to_owned() };
-    let replies = state.bot.handle_text(&speaker, &text).await;
-    HttpResponse::Ok().json(PlayResponse { replies })
+    if text.chars().count() > PLAY_TEXT_CHARS_MAX {
+        return HttpResponse::BadRequest()
+            .json(ErrorBody::new(&format!("text must be at most {PLAY_TEXT_CHARS_MAX} characters")));
+    }
+    let command = PlayCommand { id: state.ids.next(), player: PlayPlayer::Local { name: name.to_owned() }, text };
+    match state.backend.play(command).await {
+        Ok(replies) => {
+            HttpResponse::Ok().json(PlayResponse { replies: replies.into_iter().map(Reply::without_png).collect() })
+        }
+        Err(PlayFailure::TimedOut) => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(ErrorBody::new("still processing: the game is slow to answer right now; check again in a moment")),
+        Err(PlayFailure::Unavailable(why)) => HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "5"))
+            .json(ErrorBody::new(&format!("temporarily unavailable ({why}); nothing was done"))),
+    }
 }
 
 /// `?ticker=ACME&range=1d`
@@ -125,18 +101,8 @@ pub struct ChartQuery {
 
 /// A chart as PNG (the play page shows the same picture Telegram gets).
 pub async fn chart(state: web::Data<AppState>, query: web::Query<ChartQuery>) -> HttpResponse {
-    let text = format!("/chart {} {}", query.ticker, query.range.as_deref().unwrap_or("1d"));
-    let Ok(crate::telegram::command::BotCommand::Chart { ticker, range }) =
-        crate::telegram::command::parse(&text, None)
-    else {
-        return HttpResponse::BadRequest().json(ErrorBody::new("use ?ticker=ACME&range=1h|1d|1w"));
-    };
-    match state.bot.chart_png(ticker, range).await {
-        Ok(png) => {
-            HttpResponse::Ok().content_type("image/png").insert_header(("Cache-Control", "max-age=30")).body(png)
-        }
-        Err(reply) => HttpResponse::NotFound().json(ErrorBody::new(&reply.text)),
-    }
+    let ChartQuery { ticker, range } = query.into_inner();
+    respond(state.backend.query(Query::Chart { ticker, range }).await)
 }
 
 /// The local play page.

@@ -1,0 +1,38 @@
+//! The NATS names shared by gateways and engines. Commands and replies go
+//! through JetStream (stored, deduplicated by message id, replayable);
+//! queries, play answers, prices and the engine's heartbeat are plain NATS
+//! subjects (nobody needs them after the moment has passed).
+
+/// The stream of commands, gateway → engine.
+pub const COMMAND_STREAM: &str = "STOCKBOT_COMMANDS";
+/// Every subject of [`COMMAND_STREAM`].
+pub const COMMAND_SUBJECTS: &str = "stockbot.cmd.>";
+/// A Telegram update (the payload is the update's JSON).
+pub const COMMAND_UPDATE: &str = "stockbot.cmd.update";
+/// A play-page message (the payload is a `PlayCommand`).
+pub const COMMAND_PLAY: &str = "stockbot.cmd.play";
+
+/// The stream of Bot API calls, engine → senders in the gateways.
+pub const OUTBOX_STREAM: &str = "STOCKBOT_OUTBOX";
+/// The subject of [`OUTBOX_STREAM`] (the payload is a `Vec<Outgoing>`).
+pub const OUTBOX_SUBJECT: &str = "stockbot.out";
+/// The durable consumer every gateway's sender pulls from (each message
+/// goes to one of them).
+pub const OUTBOX_CONSUMER: &str = "senders";
+
+/// Where the engine answers a play command: this prefix, then the
+/// receiving gateway's inbox token (header [`REPLY_TO_HEADER`]).
+pub const PLAY_ANSWER_PREFIX: &str = "stockbot.play";
+/// The header naming the subject a play command's answer goes to.
+pub const REPLY_TO_HEADER: &str = "Stockbot-Reply-To";
+
+/// Queries for the active engine (request–reply; only the active engine
+/// subscribes, in the queue group [`ENGINE_QUEUE`]).
+pub const QUERY_SUBJECT: &str = "stockbot.query";
+/// The queue group of active engines (at most one is subscribed at a time).
+pub const ENGINE_QUEUE: &str = "engine";
+
+/// Each market minute's prices (the payload is the `/api/stream` JSON).
+pub const PRICES_SUBJECT: &str = "stockbot.prices";
+/// The active engine's heartbeat (the payload is an `EngineStatus`).
+pub const ENGINE_STATUS_SUBJECT: &str = "stockbot.engine.status";
