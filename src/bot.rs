@@ -89,6 +89,19 @@ pub struct Bot {
     coordinator: Arc<dyn Coordinator>,
     options: Arc<GameOptions>,
     metrics: Arc<BotMetrics>,
+    /// The command-stream message being handled, if commands come from one.
+    origin: Option<Arc<Origin>>,
+}
+
+/// The command-stream message a bot handles: its commands are keyed by it,
+/// so a message delivered again (after a takeover) applies nothing twice.
+#[derive(Debug)]
+pub struct Origin {
+    message: u64,
+    next_index: std::sync::atomic::AtomicU32,
+    /// Delivered before (it may have been partly applied): the rate limits
+    /// already counted it.
+    replay: bool,
 }
 
 impl Bot {
@@ -103,7 +116,32 @@ impl Bot {
             coordinator: Arc::new(LocalCoordinator::new()),
             options: Arc::new(GameOptions::default()),
             metrics: Arc::new(BotMetrics::default()),
+            origin: None,
         }
+    }
+
+    /// The same bot handling stream message `message` (`replay`: it was
+    /// delivered before): every command it runs is keyed by the message and
+    /// its place in it.
+    #[must_use]
+    pub fn for_message(&self, message: u64, replay: bool) -> Self {
+        let origin = Origin { message, next_index: std::sync::atomic::AtomicU32::new(0), replay };
+        Self { origin: Some(Arc::new(origin)), ..self.clone() }
+    }
+
+    /// Whether this bot handles a stream message delivered before.
+    #[must_use]
+    pub fn is_replay(&self) -> bool {
+        self.origin.as_ref().is_some_and(|origin| origin.replay)
+    }
+
+    /// Runs one engine command, keyed by the stream message when there is one.
+    async fn exec(&self, command: Command) -> Result<Outcome, Rejection> {
+        let key = self.origin.as_ref().map(|origin| actors::domain::applied::CommandKey {
+            message: origin.message,
+            index: origin.next_index.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        });
+        self.engine.execute_keyed(key, command).await
     }
 
     /// The same bot keeping boards, limits and locks in `coordinator`.
@@ -201,7 +239,7 @@ impl Bot {
                 self.place(player, ticker, Side::Sell, qty, OrderKind::Stop(price)).await
             }
             BotCommand::Orders => self.orders(player).await,
-            BotCommand::Cancel { order } => match self.engine.execute_one(Command::Cancel { player, order }).await {
+            BotCommand::Cancel { order } => match self.exec(Command::Cancel { player, order }).await {
                 Ok(_) => {
                     Reply::text(format!("🗑 Cancelled order #{order}.")).with_row(vec![Button::new("Orders", "/orders")])
                 }
@@ -227,7 +265,7 @@ impl Bot {
 
     async fn start(&self, speaker: &Speaker, referral: Option<&str>) -> Reply {
         let name = escape(&speaker.name);
-        match self.engine.execute_one(Command::Open { player: speaker.player }).await {
+        match self.exec(Command::Open { player: speaker.player }).await {
             Ok(Outcome::Opened { new: true }) => {
                 let referred = self.refer(speaker.player, referral).await;
                 Reply::text(format!(
@@ -335,8 +373,7 @@ impl Bot {
             Err(rejected) => return reply::rejection(&rejected),
         };
         let request = OrderRequest { player, asset, side, qty, kind };
-        let Ok(result) = actix::clock::timeout(CONFIRM_WAIT, self.engine.execute_one(Command::Place(request))).await
-        else {
+        let Ok(result) = actix::clock::timeout(CONFIRM_WAIT, self.exec(Command::Place(request))).await else {
             // Applied or not, it will be durable or refused; never guess.
             return Reply::text(
                 "⏳ Still processing: the market is slow to confirm right now. Check /portfolio in a moment before trying again.",
@@ -361,7 +398,7 @@ impl Bot {
         let Some(referrer) = code.strip_prefix('r').and_then(|id| id.parse::<i64>().ok()).map(PlayerId) else {
             return String::new();
         };
-        match self.engine.execute_one(Command::Refer { player, referrer }).await {
+        match self.exec(Command::Refer { player, referrer }).await {
             Ok(_) => "\nA friend invited you: once you've traded a little, they get a thank-you bonus.".to_owned(),
             Err(rejected) => {
                 tracing::info!(player_id = player.0, ?rejected, "referral not linked");

@@ -95,6 +95,55 @@ impl Default for CommandLimits {
     }
 }
 
+/// How the roles of a split deployment (and two `all` processes on one
+/// database) share the work: the engine lease and the NATS streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub lease_ms: u64,
+    pub heartbeat_ms: u64,
+    pub standby_poll_ms: u64,
+    pub follow_interval_ms: u64,
+    pub lease_margin_ms: u64,
+    pub stop_flush_max_ms: u64,
+    pub stop_drain_max_ms: u64,
+    pub play_wait_ms: u64,
+    pub handling_max: usize,
+    pub command_stream_max_bytes: i64,
+    pub command_stream_max_age_s: u64,
+    pub outbox_stream_max_bytes: i64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            lease_ms: 2_500,
+            heartbeat_ms: 500,
+            standby_poll_ms: 200,
+            follow_interval_ms: 100,
+            lease_margin_ms: 300,
+            stop_flush_max_ms: 10_000,
+            stop_drain_max_ms: 10_000,
+            play_wait_ms: 30_000,
+            handling_max: 1_024,
+            command_stream_max_bytes: 1 << 30,
+            command_stream_max_age_s: 86_400,
+            outbox_stream_max_bytes: 1 << 30,
+        }
+    }
+}
+
+/// What this process does (`STOCKBOT_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process.
+    All,
+    /// The stateless front: webhook, play page, API, senders.
+    Gateway,
+    /// The sequencer and its schedulers (active or standby).
+    Engine,
+}
+
 /// Everything the server is configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -104,6 +153,12 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     #[serde(default)]
     pub limits: CommandLimits,
+    #[serde(default)]
+    pub cluster: ClusterSettings,
+    #[serde(default, deserialize_with = "lenient_optional_string")]
+    pub role: Option<String>,
+    #[serde(default)]
+    pub nats_url: Option<Secret>,
     #[serde(default)]
     pub database_url: Option<Secret>,
     #[serde(default)]
@@ -136,7 +191,7 @@ fn default_bind() -> String {
 }
 
 /// Longest instance name kept, in characters.
-pub const INSTANCE_CHARS_MAX: usize = 48;
+pub const INSTANCE_CHARS_MAX: usize = 40;
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +222,8 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
     ("STOCKBOT_PREMIUM_PRICE_STARS", "premium_price_stars"),
     ("STOCKBOT_LOG_FORMAT", "log_format"),
     ("STOCKBOT_INSTANCE", "instance"),
+    ("STOCKBOT_ROLE", "role"),
+    ("NATS_URL", "nats_url"),
 ];
 
 impl Settings {
@@ -216,6 +273,31 @@ impl Settings {
             Some("0" | "false" | "off" | "no") => false,
             _ => self.telegram.bot_token.is_none(),
         }
+    }
+
+    /// The role asked for (`all` when unset).
+    ///
+    /// # Errors
+    /// A role that is not `all`, `gateway` or `engine`.
+    pub fn role(&self) -> Result<Role, String> {
+        match self.role.as_deref().map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("" | "all") => Ok(Role::All),
+            Some("gateway") => Ok(Role::Gateway),
+            Some("engine") => Ok(Role::Engine),
+            Some(other) => Err(format!("STOCKBOT_ROLE must be all, gateway or engine, not {other:?}")),
+        }
+    }
+
+    /// `DATABASE_URL`, when set and not empty.
+    #[must_use]
+    pub fn database_url(&self) -> Option<String> {
+        self.database_url.as_ref().map(|u| u.expose().trim().to_owned()).filter(|u| !u.is_empty())
+    }
+
+    /// `NATS_URL`, when set and not empty.
+    #[must_use]
+    pub fn nats_url(&self) -> Option<String> {
+        self.nats_url.as_ref().map(|u| u.expose().trim().to_owned()).filter(|u| !u.is_empty())
     }
 
     /// This process's name: `STOCKBOT_INSTANCE`, else host name and pid.

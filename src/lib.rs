@@ -4,6 +4,7 @@
 pub mod answers;
 pub mod bot;
 pub mod chart;
+pub mod cluster;
 pub mod config;
 pub mod coord;
 pub mod loadgen;

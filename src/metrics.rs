@@ -55,3 +55,21 @@ pub fn render_engine(metrics: &EngineMetrics) -> String {
     );
     text
 }
+
+/// Renders the Telegram sender's counters as Prometheus text.
+#[must_use]
+pub fn render_sender(metrics: &gateway::sender::SenderMetrics) -> String {
+    use std::sync::atomic::Ordering;
+    let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    let mut text = String::with_capacity(512);
+    for (name, kind, help, value) in [
+        ("stockbot_telegram_sent_total", "counter", "Bot API calls Telegram accepted.", get(&metrics.sent)),
+        ("stockbot_telegram_failed_total", "counter", "Bot API calls given up.", get(&metrics.failed)),
+        ("stockbot_telegram_retried_429_total", "counter", "429 answers from Telegram.", get(&metrics.retried_429)),
+        ("stockbot_telegram_blocked_total", "counter", "Chats found to have blocked the bot.", get(&metrics.blocked)),
+        ("stockbot_telegram_queued", "gauge", "Bot API calls waiting or in flight.", get(&metrics.queued)),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    text
+}

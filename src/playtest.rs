@@ -651,6 +651,12 @@ impl Coordinator for SimCoordinator {
         Box::pin(std::future::ready(Ok(first)))
     }
 
+    fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>> {
+        let now = self.clock.now_ms();
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner).get(key).is_some_and(|ends| *ends > now);
+        Box::pin(std::future::ready(Ok(seen)))
+    }
+
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         let now = self.clock.now_ms();
         let mut rates = self.rates.lock().unwrap_or_else(PoisonError::into_inner);

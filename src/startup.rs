@@ -1,7 +1,11 @@
-//! `Application`: builds everything from `Settings` — store, engine, bot,
-//! HTTP server — binds (port 0 in tests), and runs until SIGINT/SIGTERM, then
-//! stops in order: no more updates, the ones taken handled, the replies sent,
-//! the HTTP server closed, the engine flushed.
+//! `Application`: builds everything from `Settings` for the configured role
+//! — one process doing everything (`all`), a stateless `gateway`, or an
+//! `engine` — binds (port 0 in tests), and runs until SIGINT/SIGTERM, then
+//! stops in order, every wait bounded: no more updates, the ones taken
+//! handled, the replies sent, the HTTP server closed, the engine flushed (and
+//! its lease freed for a standby).
+
+mod split;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -14,12 +18,12 @@ use actors::clock::SystemClock;
 use actors::engine::{Engine, EngineDeps, EngineError};
 use actors::ports::coordinator::Coordinator;
 use actors::ports::{Notifier, NullNotifier, Store};
-
 use gateway::http::{self, AppState, CommandIds};
+use tokio::sync::watch;
 
 use crate::answers::Answers;
 use crate::bot::{Bot, GameOptions};
-use crate::config::Settings;
+use crate::config::{Role, Settings};
 use crate::coord::fallback::FallbackCoordinator;
 use crate::coord::local::LocalCoordinator;
 use crate::local::LocalBackend;
@@ -36,6 +40,8 @@ pub const STOP_UPDATES_DRAIN_MAX_MS: u64 = 10_000;
 pub const STOP_SEND_DRAIN_MAX_MS: u64 = 10_000;
 /// After the engine's flush, longest wait for the notices it sent meanwhile.
 pub const STOP_NOTICES_DRAIN_MAX_MS: u64 = 2_000;
+/// Longest wait for NATS at start.
+pub const NATS_CONNECT_WAIT_MS: u64 = 30_000;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,24 +54,49 @@ pub enum StartupError {
     Engine(#[from] EngineError),
     #[error("telegram: {0}")]
     Telegram(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// What runs behind the HTTP server, by role.
+enum Running {
+    /// One process on the embedded store: the engine, always active.
+    Single { engine: Engine, front: Option<RunningFront>, flush: Duration },
+    /// An engine process (or `all` on PostgreSQL): the election runs it.
+    Elected { stop: watch::Sender<bool>, election: tokio::task::JoinHandle<()>, deadline: Duration },
+    /// A gateway: the outbox pump feeds its sender.
+    Gateway { stop: watch::Sender<bool> },
 }
 
 /// A built server, bound and ready to run.
 pub struct Application {
     address: SocketAddr,
     server: Server,
-    engine: Engine,
-    front: Option<RunningFront>,
+    running: Running,
     sender: Option<SenderHandle>,
 }
 
 impl Application {
-    /// Opens the store, starts the engine, binds the HTTP server. Must run
-    /// inside the actix system.
+    /// Builds the configured role. Must run inside the actix system.
     ///
     /// # Errors
-    /// A store that cannot be opened, an invalid configuration, a bind error.
+    /// An invalid configuration (a split role without `NATS_URL`, an engine
+    /// without PostgreSQL), a store or NATS that cannot be reached, a bind
+    /// error.
     pub async fn build(settings: &Settings) -> Result<Self, StartupError> {
+        match settings.role().map_err(StartupError::Config)? {
+            Role::All if settings.database_url().is_some() => split::build_elected_all(settings).await,
+            Role::All => Self::build_single(settings).await,
+            Role::Gateway => split::build_gateway(settings).await,
+            Role::Engine => split::build_engine(settings).await,
+        }
+    }
+
+    /// One process on the embedded store: opens it, starts the engine,
+    /// binds the HTTP server.
+    async fn build_single(settings: &Settings) -> Result<Self, StartupError> {
         let store = open_store(settings).await?;
         let coordinator = open_coordinator(settings).await;
         let telegram = telegram::front::connect(settings).await.map_err(StartupError::Telegram)?;
@@ -81,15 +112,7 @@ impl Application {
         let feed = PriceFeed::new(Arc::clone(engine.universe()), prices.clone()).start();
         engine.subscribe(feed.recipient());
         let username = telegram.as_ref().and_then(|client| client.username.clone());
-        let options = GameOptions {
-            admins: settings.admin_ids(),
-            // A price of 0 cannot be invoiced: payments stay off.
-            premium_price_stars: settings.premium_price_stars.filter(|stars| *stars > 0),
-            player_commands_per_window: settings.limits.player_commands_per_window,
-            chat_commands_per_window: settings.limits.chat_commands_per_window,
-            rate_window_ms: settings.limits.window_ms,
-        };
-        let bot = Bot::new(engine.clone(), Arc::clone(&store), username).with_game(Arc::clone(&coordinator), options);
+        let bot = game_bot(settings, engine.clone(), Arc::clone(&store), username, &coordinator);
         let front = match &telegram {
             Some(client) => Some(telegram::front::start(client, bot.clone(), Arc::clone(&coordinator), settings).await),
             None => None,
@@ -107,17 +130,9 @@ impl Application {
             prices,
         };
         let state = front_state(settings, Arc::new(backend));
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
-        let address =
-            listener.local_addr().map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
-        let server = HttpServer::new(move || App::new().configure(|config| http::routes(config, &state)))
-            .listen(listener)
-            .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
-            .shutdown_timeout(10)
-            .disable_signals()
-            .run();
-        Ok(Self { address, server, engine, front, sender })
+        let (address, server) = serve_http(settings, move |config| http::routes(config, &state))?;
+        let flush = Duration::from_millis(settings.cluster.stop_flush_max_ms);
+        Ok(Self { address, server, running: Running::Single { engine, front, flush }, sender })
     }
 
     /// Where the server listens.
@@ -126,43 +141,103 @@ impl Application {
         self.address
     }
 
-    /// The running engine.
-    #[must_use]
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Serves until SIGINT/SIGTERM, then stops gracefully: takes no more
-    /// Telegram updates (the webhook answers 503, polling stops), handles the
-    /// ones already taken, sends the queued replies (each wait bounded), stops
-    /// taking connections and lets requests in flight finish, and flushes all
-    /// state before returning.
+    /// Serves until SIGINT/SIGTERM, then stops gracefully (every wait
+    /// bounded): takes no more Telegram updates (the webhook answers 503,
+    /// polling stops), handles the ones already taken, sends the queued
+    /// replies, stops taking connections and lets requests in flight
+    /// finish, and flushes all state (an engine then frees its lease).
     ///
     /// # Errors
     /// The server's I/O error, or a final flush that failed.
-    pub async fn run_until_stopped(mut self) -> Result<(), StartupError> {
-        let handle = self.server.handle();
-        let server = actix_web::rt::spawn(self.server);
+    pub async fn run_until_stopped(self) -> Result<(), StartupError> {
+        let Self { address, server, running, sender } = self;
+        let handle = server.handle();
+        let server = actix_web::rt::spawn(server);
         wait_for_signal().await;
-        if let Some(front) = self.front.as_mut() {
-            tracing::info!("signal received: handling the updates already taken");
-            if !front.stop(Duration::from_millis(STOP_UPDATES_DRAIN_MAX_MS)).await {
-                tracing::warn!("some updates were still being handled at the stop");
+        let flushed = match running {
+            Running::Single { engine, mut front, flush } => {
+                if let Some(front) = front.as_mut() {
+                    tracing::info!("signal received: handling the updates already taken");
+                    if !front.stop(Duration::from_millis(STOP_UPDATES_DRAIN_MAX_MS)).await {
+                        tracing::warn!("some updates were still being handled at the stop");
+                    }
+                }
+                flush_sender(sender.as_ref(), STOP_SEND_DRAIN_MAX_MS).await;
+                tracing::info!("draining requests");
+                handle.stop(true).await;
+                tracing::info!("flushing state");
+                let flushed = engine.shutdown_within(flush).await;
+                flush_sender(sender.as_ref(), STOP_NOTICES_DRAIN_MAX_MS).await;
+                flushed.map_err(StartupError::from)
             }
-        }
-        flush_sender(self.sender.as_ref(), STOP_SEND_DRAIN_MAX_MS).await;
-        tracing::info!("draining requests");
-        handle.stop(true).await;
+            Running::Elected { stop, election, deadline } => {
+                tracing::info!("signal received: stopping the engine");
+                let _ = stop.send(true);
+                if tokio::time::timeout(deadline, election).await.is_err() {
+                    tracing::error!("the engine did not stop in time; leaving anyway");
+                }
+                flush_sender(sender.as_ref(), STOP_SEND_DRAIN_MAX_MS).await;
+                handle.stop(true).await;
+                Ok(())
+            }
+            Running::Gateway { stop } => {
+                tracing::info!("signal received: draining requests");
+                handle.stop(true).await;
+                let _ = stop.send(true);
+                flush_sender(sender.as_ref(), STOP_SEND_DRAIN_MAX_MS).await;
+                Ok(())
+            }
+        };
         let served = server.await;
-        tracing::info!("flushing state");
-        self.engine.shutdown().await?;
-        flush_sender(self.sender.as_ref(), STOP_NOTICES_DRAIN_MAX_MS).await;
+        flushed?;
         tracing::info!("stopped cleanly");
         match served {
-            Ok(result) => result.map_err(|source| StartupError::Bind { bind: self.address.to_string(), source }),
+            Ok(result) => result.map_err(|source| StartupError::Bind { bind: address.to_string(), source }),
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Binds `settings.bind` and starts an HTTP server with `routes`.
+fn serve_http<F>(settings: &Settings, routes: F) -> Result<(SocketAddr, Server), StartupError>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+{
+    let listener = TcpListener::bind(&settings.bind)
+        .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
+    let address = listener.local_addr().map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
+    let server = HttpServer::new(move || App::new().configure(routes.clone()))
+        .listen(listener)
+        .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
+        .shutdown_timeout(10)
+        .disable_signals()
+        .run();
+    Ok((address, server))
+}
+
+/// The game's options from the settings.
+#[must_use]
+pub fn game_options(settings: &Settings) -> GameOptions {
+    GameOptions {
+        admins: settings.admin_ids(),
+        // A price of 0 cannot be invoiced: payments stay off.
+        premium_price_stars: settings.premium_price_stars.filter(|stars| *stars > 0),
+        player_commands_per_window: settings.limits.player_commands_per_window,
+        chat_commands_per_window: settings.limits.chat_commands_per_window,
+        rate_window_ms: settings.limits.window_ms,
+    }
+}
+
+/// The command path over `engine`, with boards and limits in `coordinator`.
+#[must_use]
+pub fn game_bot(
+    settings: &Settings,
+    engine: Engine,
+    store: Arc<dyn Store>,
+    username: Option<String>,
+    coordinator: &Arc<dyn Coordinator>,
+) -> Bot {
+    Bot::new(engine, store, username).with_game(Arc::clone(coordinator), game_options(settings))
 }
 
 /// The HTTP front's state over `backend`, from the settings.

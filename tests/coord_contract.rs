@@ -155,7 +155,11 @@ contract_suite!(
 
 async fn first_seen_is_true_once(h: &Harness) {
     let c = &h.coord;
+    assert_eq!(c.seen("update:1").await, Ok(false), "asking does not mark");
+    assert_eq!(c.seen("update:1").await, Ok(false));
     assert_eq!(c.first_seen("update:1", 60_000).await, Ok(true));
+    assert_eq!(c.seen("update:1").await, Ok(true));
+    assert_eq!(h.peer.seen("update:1").await, Ok(true));
     assert_eq!(c.first_seen("update:1", 60_000).await, Ok(false));
     assert_eq!(h.peer.first_seen("update:1", 60_000).await, Ok(false));
     assert_eq!(c.first_seen("update:2", 60_000).await, Ok(true));
@@ -489,6 +493,9 @@ fn timed<T: Send + 'static>(what: &'static str, call: BoxFuture<T>) -> BoxFuture
 impl Coordinator for Timed {
     fn first_seen(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<bool, CoordError>> {
         timed("first_seen", self.0.first_seen(key, ttl_ms))
+    }
+    fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>> {
+        timed("seen", self.0.seen(key))
     }
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         timed("rate_limit", self.0.rate_limit(key, limit, window_ms))

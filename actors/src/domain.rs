@@ -4,6 +4,7 @@ pub mod abuse;
 pub mod account;
 pub mod achievement;
 pub mod alert;
+pub mod applied;
 pub mod asset;
 pub mod book;
 pub mod command;

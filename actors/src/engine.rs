@@ -10,6 +10,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::SharedClock;
 use crate::config::EngineConfig;
+use crate::domain::applied::{AppliedCommands, CommandKey};
 use crate::domain::asset::{Universe, UniverseError};
 use crate::domain::command::{Command, Outcome};
 use crate::domain::exchange::{Exchange, ExchangeState, Quote};
@@ -21,8 +22,8 @@ use crate::domain::price_model::{AssetModel, MarketModel, SectorModel};
 use crate::domain::rejection::Rejection;
 use crate::domain::rules::MarketRules;
 use crate::market::{
-    CommandResult, ExecuteBatch, GetAssetActors, GetLedger, GetPortfolioActor, GetQuotes, GetState, MarketActor,
-    MarketParts, PricesChanged, Shutdown,
+    AdvanceApplied, CommandResult, ExecuteBatch, GetAssetActors, GetLedger, GetPortfolioActor, GetQuotes, GetState,
+    Keyed, MarketActor, MarketParts, PricesChanged, Shutdown,
 };
 use crate::metrics::EngineMetrics;
 use crate::persistence::PersistenceActor;
@@ -39,6 +40,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the engine has stopped")]
     Stopped,
+    #[error("the final flush did not finish: {events} events were not written")]
+    Unflushed { events: u64 },
 }
 
 /// What the engine needs from outside.
@@ -53,50 +56,110 @@ pub struct EngineDeps {
 /// Most events read from the store per page while replaying the log tail.
 const REPLAY_PAGE_EVENTS: usize = 10_000;
 
-/// Resumes from the store: the last market snapshot (or the configured
-/// market, saved as the first snapshot), the log tail after it, and the
-/// ledgers of players whose orders rest on the books.
-async fn recover(
-    deps: &EngineDeps,
+/// What an engine starts from: the exchange as of the end of the log (the
+/// ledgers of players with resting orders attached), the price models, and
+/// the outcomes of stream commands applied above the stream cursor.
+pub struct Recovered {
+    pub exchange: Exchange,
+    pub models: Vec<AssetModel>,
+    pub sectors: Vec<SectorModel>,
+    pub applied: AppliedCommands,
+}
+
+/// The market as the store last saved it (or the configured market, saved
+/// as the first snapshot), before the log tail after it is applied.
+///
+/// # Errors
+/// A store that cannot be read or written.
+pub async fn load_market(
+    store: &Arc<dyn Store>,
+    config: &EngineConfig,
     universe: &Arc<Universe>,
-    rules: &MarketRules,
-    game: &Arc<GameRules>,
-    seed: u64,
 ) -> Result<(Exchange, Vec<AssetModel>, Vec<SectorModel>), EngineError> {
-    let (mut exchange, models, sectors) = match deps.store.load_market().await? {
+    let (rules, game) = (config.market.clone(), Arc::new(config.game.clone()));
+    match store.load_market().await? {
         Some(snapshot) if snapshot.assets.len() == universe.len() => {
-            let exchange = Exchange::from_state(Arc::clone(universe), rules.clone(), snapshot.exchange)
-                .with_game_rules(Arc::clone(game));
-            (exchange, snapshot.assets, snapshot.sectors)
+            let exchange = Exchange::from_state(Arc::clone(universe), rules, snapshot.exchange).with_game_rules(game);
+            Ok((exchange, snapshot.assets, snapshot.sectors))
         }
         _ => {
-            let model = MarketModel::new(universe, seed);
-            let exchange = Exchange::new(Arc::clone(universe), rules.clone()).with_game_rules(Arc::clone(game));
+            let model = MarketModel::new(universe, config.engine.seed);
+            let exchange = Exchange::new(Arc::clone(universe), rules).with_game_rules(game);
             let first = MarketSnapshot {
                 exchange: exchange.market_state(),
                 sectors: model.sectors.clone(),
                 assets: model.assets.clone(),
             };
-            deps.store.save_market(Arc::new(first)).await?;
-            (exchange, model.assets, model.sectors)
+            store.save_market(Arc::new(first)).await?;
+            Ok((exchange, model.assets, model.sectors))
         }
-    };
+    }
+}
+
+/// Applies the log after `exchange`'s last event, page by page.
+///
+/// # Errors
+/// A store that cannot be read.
+pub async fn catch_up(store: &Arc<dyn Store>, exchange: &mut Exchange) -> Result<(), EngineError> {
     loop {
         let after = exchange.next_seq().saturating_sub(1);
-        let page = deps.store.events_after(after, REPLAY_PAGE_EVENTS).await?;
+        let page = store.events_after(after, REPLAY_PAGE_EVENTS).await?;
         if page.is_empty() {
-            break;
+            return Ok(());
         }
         for stamped in &page {
             exchange.apply(stamped);
         }
     }
+}
+
+/// Loads the ledgers of the players whose orders rest on the books.
+///
+/// # Errors
+/// A store that cannot be read.
+pub async fn attach_resting(store: &Arc<dyn Store>, exchange: &mut Exchange) -> Result<(), EngineError> {
     for player in exchange.players_with_orders() {
-        if let Some(account) = deps.store.load_account(player).await? {
+        if exchange.account(player).is_none()
+            && let Some(account) = store.load_account(player).await?
+        {
             exchange.attach(player, account);
         }
     }
-    Ok((exchange, models, sectors))
+    Ok(())
+}
+
+/// Steps price models that lag the exchange (a snapshot older than the
+/// log's last minute) up to its minute, so a resumed market moves on at
+/// once instead of replaying minutes the log has already seen.
+pub fn fast_forward(
+    universe: &Universe,
+    models: &mut Vec<AssetModel>,
+    sectors: &mut Vec<SectorModel>,
+    exchange_minute: u64,
+) {
+    let lagging = models.iter().map(AssetModel::minute).min().unwrap_or(exchange_minute);
+    if lagging >= exchange_minute {
+        return;
+    }
+    // The universe's layout with the saved states in place of fresh ones.
+    let mut market = MarketModel::new(universe, 0);
+    market.sectors = std::mem::take(sectors);
+    market.assets = std::mem::take(models);
+    for _ in lagging..exchange_minute {
+        market.step();
+    }
+    *models = market.assets;
+    *sectors = market.sectors;
+}
+
+/// Resumes from the store: the last market snapshot (or the configured
+/// market), the log tail after it, and the ledgers of players whose orders
+/// rest on the books.
+async fn recover(deps: &EngineDeps, config: &EngineConfig, universe: &Arc<Universe>) -> Result<Recovered, EngineError> {
+    let (mut exchange, models, sectors) = load_market(&deps.store, config, universe).await?;
+    catch_up(&deps.store, &mut exchange).await?;
+    attach_resting(&deps.store, &mut exchange).await?;
+    Ok(Recovered { exchange, models, sectors, applied: AppliedCommands::default() })
 }
 
 /// A running engine.
@@ -111,8 +174,10 @@ pub struct Engine {
     metrics: Arc<EngineMetrics>,
     store_healthy: Arc<AtomicBool>,
     batch_commands_max: usize,
-    queue: mpsc::Sender<(Command, oneshot::Sender<CommandResult>)>,
+    queue: mpsc::Sender<(Keyed, oneshot::Sender<CommandResult>)>,
     news: Arc<NewsFeed>,
+    /// The market's and the portfolios' threads.
+    threads: Arc<Vec<ArbiterHandle>>,
 }
 
 /// The asset and new state of an operator's halt or resumption.
@@ -127,7 +192,7 @@ fn halt_of(command: &Command) -> Option<(AssetId, bool)> {
 /// the previous batch was being sent goes out as the next one.
 async fn batch_commands(
     market: Addr<MarketActor>,
-    mut queue: mpsc::Receiver<(Command, oneshot::Sender<CommandResult>)>,
+    mut queue: mpsc::Receiver<(Keyed, oneshot::Sender<CommandResult>)>,
     batch_commands_max: usize,
 ) {
     while let Some((command, reply)) = queue.recv().await {
@@ -168,10 +233,27 @@ impl Engine {
     /// An invalid universe, or a store that cannot be read.
     pub async fn start(config: &EngineConfig, deps: EngineDeps) -> Result<Self, EngineError> {
         let universe = Arc::new(config.universe()?);
+        let recovered = recover(&deps, config, &universe).await?;
+        Self::start_recovered(config, deps, recovered).await
+    }
+
+    /// Starts the engine from state already recovered (a standby taking
+    /// over, having followed the log). Price models lagging the exchange are
+    /// first stepped up to its minute.
+    ///
+    /// # Errors
+    /// An invalid universe.
+    pub async fn start_recovered(
+        config: &EngineConfig,
+        deps: EngineDeps,
+        recovered: Recovered,
+    ) -> Result<Self, EngineError> {
+        let universe = Arc::new(config.universe()?);
         let rules = config.market.clone();
         let game = Arc::new(config.game.clone());
         let settings = config.engine.clone();
-        let (exchange, models, sectors) = recover(&deps, &universe, &rules, &game, settings.seed).await?;
+        let Recovered { exchange, mut models, mut sectors, applied } = recovered;
+        fast_forward(&universe, &mut models, &mut sectors, exchange.last_minute());
         let minute = models.iter().map(AssetModel::minute).max().unwrap_or(0);
         let metrics = Arc::new(EngineMetrics::default());
         let store_healthy = Arc::new(AtomicBool::new(true));
@@ -186,6 +268,7 @@ impl Engine {
         .start();
         let market_arbiter = Arbiter::new();
         let portfolio_arbiter = Arbiter::new().handle();
+        let threads = Arc::new(vec![market_arbiter.handle(), portfolio_arbiter.clone()]);
         let parts = MarketParts {
             exchange,
             models,
@@ -198,6 +281,7 @@ impl Engine {
             metrics: Arc::clone(&metrics),
             store_healthy: Arc::clone(&store_healthy),
             portfolio_arbiter,
+            applied,
         };
         let market = MarketActor::start_in_arbiter(&market_arbiter.handle(), move |_| MarketActor::new(parts));
         let assets = market.send(GetAssetActors).await.map_err(|_| EngineError::Stopped)?;
@@ -223,6 +307,7 @@ impl Engine {
             store_healthy,
             batch_commands_max: settings.batch_commands_max.max(1),
             news,
+            threads,
         })
     }
 
@@ -273,11 +358,12 @@ impl Engine {
             .enumerate()
             .filter_map(|(index, command)| halt_of(command).map(|(asset, halted)| (index, asset, halted)))
             .collect();
-        let results = if commands.len() <= self.batch_commands_max {
-            self.market.send(ExecuteBatch(commands)).await.map_err(|_| EngineError::Stopped)?
+        let keyed: Vec<Keyed> = commands.into_iter().map(Keyed::from).collect();
+        let results = if keyed.len() <= self.batch_commands_max {
+            self.market.send(ExecuteBatch(keyed)).await.map_err(|_| EngineError::Stopped)?
         } else {
-            let mut results = Vec::with_capacity(commands.len());
-            for chunk in commands.chunks(self.batch_commands_max) {
+            let mut results = Vec::with_capacity(keyed.len());
+            for chunk in keyed.chunks(self.batch_commands_max) {
                 let part = self.market.send(ExecuteBatch(chunk.to_vec())).await.map_err(|_| EngineError::Stopped)?;
                 results.extend(part);
             }
@@ -299,9 +385,19 @@ impl Engine {
     /// The command's `Rejection`; `Busy` when the queue is full;
     /// `Unavailable` if the engine stopped.
     pub async fn execute_one(&self, command: Command) -> Result<Outcome, Rejection> {
+        self.execute_keyed(None, command).await
+    }
+
+    /// [`Engine::execute_one`] for a command of a stream message: with a
+    /// `key`, a command applied before (delivered again after a takeover)
+    /// answers with its first outcome and changes nothing.
+    ///
+    /// # Errors
+    /// As [`Engine::execute_one`].
+    pub async fn execute_keyed(&self, key: Option<CommandKey>, command: Command) -> Result<Outcome, Rejection> {
         let (reply, result) = oneshot::channel();
         let halt = halt_of(&command);
-        match self.queue.try_send((command, reply)) {
+        match self.queue.try_send((Keyed { key, command }, reply)) {
             Ok(()) => {
                 let outcome = result.await.unwrap_or(Err(Rejection::Unavailable));
                 if let (Some((asset, halted)), Ok(Outcome::Halted)) = (halt, &outcome) {
@@ -315,6 +411,12 @@ impl Engine {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Rejection::Unavailable),
         }
+    }
+
+    /// Every stream message up to `cursor` is fully handled: the outcomes
+    /// of their commands need not be kept.
+    pub fn advance_applied(&self, cursor: u64) {
+        self.market.do_send(AdvanceApplied { cursor });
     }
 
     /// Every asset's quote.
@@ -431,5 +533,34 @@ impl Engine {
     /// The store's error if the final flush or snapshot failed.
     pub async fn shutdown(&self) -> Result<(), EngineError> {
         self.market.send(Shutdown).await.map_err(|_| EngineError::Stopped)?.map_err(EngineError::from)
+    }
+
+    /// Stops the engine's threads at once, flushing nothing (an engine that
+    /// was superseded: whatever it holds may not be written any more).
+    pub fn halt(&self) {
+        for thread in self.threads.iter() {
+            thread.stop();
+        }
+    }
+
+    /// [`Engine::shutdown`], given up after `timeout` (a store that refuses
+    /// or cannot take writes must not hold a stop forever); says in the log
+    /// how many events were left unwritten.
+    ///
+    /// # Errors
+    /// The store's error, or `Unflushed` with the events left behind.
+    pub async fn shutdown_within(&self, timeout: std::time::Duration) -> Result<(), EngineError> {
+        match tokio::time::timeout(timeout, self.shutdown()).await {
+            Ok(result) => result,
+            Err(_) => {
+                let events = self.metrics.pending_events.load(Ordering::Relaxed);
+                tracing::error!(
+                    events,
+                    timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    "the final flush did not finish in time; these events were not written (their commands were never confirmed)"
+                );
+                Err(EngineError::Unflushed { events })
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::asset::{AssetActor, StepResult};
 use crate::clock::SharedClock;
 use crate::config::EngineSettings;
 use crate::domain::account::Account;
+use crate::domain::applied::{AppliedCommands, CommandKey};
 use crate::domain::command::{Command, Outcome};
 use crate::domain::event::{CancelReason, Event, Stamped, Tick};
 use crate::domain::exchange::{Exchange, ExchangeState, Quote};
@@ -36,7 +37,29 @@ pub type CommandResult = Result<Outcome, Rejection>;
 /// events they caused are durable.
 #[derive(Message)]
 #[rtype(result = "Vec<CommandResult>")]
-pub struct ExecuteBatch(pub Vec<Command>);
+pub struct ExecuteBatch(pub Vec<Keyed>);
+
+/// A command, with its key when it comes from a command stream (a keyed
+/// command delivered again answers as it did and changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyed {
+    pub key: Option<CommandKey>,
+    pub command: Command,
+}
+
+impl From<Command> for Keyed {
+    fn from(command: Command) -> Self {
+        Self { key: None, command }
+    }
+}
+
+/// Every stream message up to `cursor` is fully handled: their commands'
+/// outcomes need not be kept any longer.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdvanceApplied {
+    pub cursor: u64,
+}
 
 /// A portfolio actor's load of its player finished.
 #[derive(Message)]
@@ -141,6 +164,8 @@ pub struct MarketParts {
     pub metrics: Arc<EngineMetrics>,
     pub store_healthy: Arc<AtomicBool>,
     pub portfolio_arbiter: ArbiterHandle,
+    /// Outcomes of stream commands applied before (restored at a takeover).
+    pub applied: AppliedCommands,
 }
 
 /// A batch's events for portfolio projections and its notices, waiting for
@@ -153,7 +178,7 @@ struct Undelivered {
 
 /// A command waiting for its player's ledger to load.
 struct Parked {
-    command: Command,
+    keyed: Keyed,
     reply: oneshot::Sender<CommandResult>,
 }
 
@@ -183,6 +208,8 @@ pub struct MarketActor {
     routing: FxHashMap<PlayerId, SmallVec<[Stamped; 2]>>,
     /// Batches handed to persistence and not yet delivered, in log order.
     undelivered: std::collections::VecDeque<Undelivered>,
+    /// Stream commands applied, with their outcomes (for redeliveries).
+    applied: AppliedCommands,
 }
 
 impl MarketActor {
@@ -211,6 +238,7 @@ impl MarketActor {
             last_snapshot_ms: 0,
             routing: FxHashMap::default(),
             undelivered: std::collections::VecDeque::new(),
+            applied: parts.applied,
         }
     }
 
@@ -265,6 +293,33 @@ impl MarketActor {
         None
     }
 
+    /// Applies one command whose player is loaded — or, for a stream
+    /// command applied before, answers with its first outcome. A keyed
+    /// command that changed something is remembered in `outcomes` (stored
+    /// with its events).
+    fn apply_keyed(
+        &mut self,
+        keyed: &Keyed,
+        now_ms: i64,
+        out: &mut Vec<Stamped>,
+        outcomes: &mut Vec<(CommandKey, Outcome)>,
+    ) -> CommandResult {
+        let Some(key) = keyed.key else { return self.apply_command(&keyed.command, now_ms, out) };
+        if let Some(outcome) = self.applied.get(key) {
+            self.metrics.redelivered.fetch_add(1, Ordering::Relaxed);
+            return Ok(outcome.clone());
+        }
+        let before = out.len();
+        let result = self.apply_command(&keyed.command, now_ms, out);
+        if let Ok(outcome) = &result
+            && out.len() > before
+        {
+            self.applied.record(key, outcome.clone());
+            outcomes.push((key, outcome.clone()));
+        }
+        result
+    }
+
     /// Applies one command whose player is loaded.
     fn apply_command(&mut self, command: &Command, now_ms: i64, out: &mut Vec<Stamped>) -> CommandResult {
         let result = self.exchange.execute(command, now_ms, out);
@@ -293,8 +348,14 @@ impl MarketActor {
         PlayerLedger::new(account, self.exchange.orders_of(player).copied().collect())
     }
 
-    /// Hands events to persistence; the receiver fires once they are durable.
-    fn persist(&mut self, events: Vec<Stamped>, touched: Vec<PlayerId>) -> oneshot::Receiver<Result<(), StoreError>> {
+    /// Hands events (and the stream outcomes they carry out) to persistence;
+    /// the receiver fires once they are durable.
+    fn persist(
+        &mut self,
+        events: Vec<Stamped>,
+        outcomes: Vec<(CommandKey, Outcome)>,
+        touched: Vec<PlayerId>,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (ack, done) = oneshot::channel();
         self.metrics.pending_events.fetch_add(events.len() as u64, Ordering::Relaxed);
         let now_ms = self.clock.now_ms();
@@ -309,7 +370,7 @@ impl MarketActor {
             .into_iter()
             .filter_map(|player| self.exchange.account(player).map(|account| (player, account.clone())))
             .collect();
-        self.persistence.do_send(PersistEvents { batch: EventBatch { events, accounts }, snapshot, ack });
+        self.persistence.do_send(PersistEvents { batch: EventBatch { events, accounts, outcomes }, snapshot, ack });
         done
     }
 
@@ -385,8 +446,14 @@ impl MarketActor {
         }
     }
 
-    /// Persists `events` and runs `finish` once they are durable (or failed).
-    fn after_durable<R, F>(&mut self, events: Vec<Stamped>, finish: F) -> ResponseActFuture<Self, R>
+    /// Persists `events` (with the stream outcomes they carry out) and runs
+    /// `finish` once they are durable (or failed).
+    fn after_durable<R, F>(
+        &mut self,
+        events: Vec<Stamped>,
+        outcomes: Vec<(CommandKey, Outcome)>,
+        finish: F,
+    ) -> ResponseActFuture<Self, R>
     where
         R: 'static,
         F: FnOnce(bool, &mut Self) -> R + 'static,
@@ -398,7 +465,7 @@ impl MarketActor {
         let last_seq = events.last().map_or(0, |e| e.seq);
         let routed = self.route(&events);
         let notices = Self::notices(&events);
-        let done = self.persist(events, routed.iter().map(|(player, _)| *player).collect());
+        let done = self.persist(events, outcomes, routed.iter().map(|(player, _)| *player).collect());
         self.undelivered.push_back(Undelivered { last_seq, routed, notices });
         Box::pin(async move { matches!(done.await, Ok(Ok(()))) }.into_actor(self).map(move |durable, actor, _| {
             if durable {
@@ -416,16 +483,16 @@ impl MarketActor {
             return;
         }
         let now_ms = self.clock.now_ms();
-        let mut out = Vec::new();
+        let (mut out, mut outcomes) = (Vec::new(), Vec::new());
         let mut replies = Vec::with_capacity(parked.len());
-        for Parked { command, reply } in parked {
+        for Parked { keyed, reply } in parked {
             let result = match self.admission() {
                 Some(refusal) => Err(refusal),
-                None => self.apply_command(&command, now_ms, &mut out),
+                None => self.apply_keyed(&keyed, now_ms, &mut out, &mut outcomes),
             };
             replies.push((reply, result));
         }
-        let finish = self.after_durable(out, move |durable, _| {
+        let finish = self.after_durable(out, outcomes, move |durable, _| {
             for (reply, result) in replies {
                 let _ = reply.send(if durable { result } else { Err(Rejection::Unavailable) });
             }
@@ -456,9 +523,10 @@ impl Handler<ExecuteBatch> for MarketActor {
         let now_ms = self.clock.now_ms();
         let admission = self.admission();
         let mut out = Vec::with_capacity(commands.len() * 2);
+        let mut outcomes = Vec::new();
         let mut results: Vec<Result<CommandResult, oneshot::Receiver<CommandResult>>> =
             Vec::with_capacity(commands.len());
-        for (index, command) in commands.iter().enumerate() {
+        for (index, keyed) in commands.iter().enumerate() {
             if let Some(refusal) = &admission {
                 self.metrics.busy_rejections.fetch_add(1, Ordering::Relaxed);
                 results.push(Ok(Err(refusal.clone())));
@@ -468,16 +536,16 @@ impl Handler<ExecuteBatch> for MarketActor {
                 results.push(Ok(Err(Rejection::Busy)));
                 continue;
             }
-            match command.player() {
+            match keyed.command.player() {
                 Some(player) if !self.ensure_active(player, ctx) => {
                     let (reply, receiver) = oneshot::channel();
-                    self.activating.entry(player).or_default().push(Parked { command: command.clone(), reply });
+                    self.activating.entry(player).or_default().push(Parked { keyed: keyed.clone(), reply });
                     results.push(Err(receiver));
                 }
-                _ => results.push(Ok(self.apply_command(command, now_ms, &mut out))),
+                _ => results.push(Ok(self.apply_keyed(keyed, now_ms, &mut out, &mut outcomes))),
             }
         }
-        let durable = self.after_durable(out, |durable, _| durable);
+        let durable = self.after_durable(out, outcomes, |durable, _| durable);
         Box::pin(durable.then(|durable, actor, _| {
             async move {
                 let mut settled = Vec::with_capacity(results.len());
@@ -574,10 +642,18 @@ impl Handler<ApplyTicks> for MarketActor {
         self.metrics.ticks.fetch_add(1, Ordering::Relaxed);
         let trades = out.iter().filter(|e| matches!(e.event, Event::Traded(_))).count() as u64;
         self.metrics.trades.fetch_add(trades, Ordering::Relaxed);
-        self.after_durable(out, move |_, actor| {
+        self.after_durable(out, Vec::new(), move |_, actor| {
             let quotes = actor.exchange.universe().ids().filter_map(|asset| actor.exchange.quote(asset)).collect();
             PricesChanged { minute, quotes: Arc::new(quotes), news: Arc::new(news) }
         })
+    }
+}
+
+impl Handler<AdvanceApplied> for MarketActor {
+    type Result = ();
+
+    fn handle(&mut self, AdvanceApplied { cursor }: AdvanceApplied, _: &mut Context<Self>) {
+        self.applied.advance(cursor);
     }
 }
 

@@ -26,6 +26,8 @@ pub struct EngineMetrics {
     pub flush_latency_sum_us: AtomicU64,
     /// Sum of batch sizes (events) — with `batches_persisted`, the mean batch.
     pub batch_events_sum: AtomicU64,
+    /// Stream commands delivered again and answered from their first outcome.
+    pub redelivered: AtomicU64,
 }
 
 impl EngineMetrics {

@@ -79,6 +79,8 @@ pub struct PersistenceActor {
     flush_scheduled: bool,
     backoff_ms: u64,
     drain_waiters: Vec<oneshot::Sender<()>>,
+    /// Another engine took over: nothing is written any more.
+    fenced: Option<String>,
 }
 
 impl PersistenceActor {
@@ -108,6 +110,7 @@ impl PersistenceActor {
             flush_scheduled: false,
             backoff_ms: RETRY_BACKOFF_MIN_MS,
             drain_waiters: Vec::new(),
+            fenced: None,
         }
     }
 
@@ -119,7 +122,27 @@ impl PersistenceActor {
     }
 
     fn can_start(&self) -> bool {
-        !self.failing && self.retries.is_empty() && self.flights.len() < self.pipeline_depth
+        self.fenced.is_none() && !self.failing && self.retries.is_empty() && self.flights.len() < self.pipeline_depth
+    }
+
+    /// Another engine holds the lease: nothing waiting will ever be written.
+    /// Every waiter hears it failed (its commands are refused), and so does
+    /// every batch from now on.
+    fn fence_out(&mut self, reason: String) {
+        let abandoned = self.queued_events
+            + self.flights.iter().chain(&self.retries).map(|flight| flight.batch.events.len()).sum::<usize>();
+        tracing::error!(%reason, events_abandoned = abandoned, "superseded by another engine: no more writes");
+        self.healthy.store(false, Ordering::SeqCst);
+        self.metrics.pending_events.store(0, Ordering::Relaxed);
+        self.queue.clear();
+        self.queued_events = 0;
+        self.flights.clear();
+        self.retries.clear();
+        self.last_gate = None;
+        self.fenced = Some(reason);
+        for waiter in self.drain_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
     }
 
     /// Starts a flush now, or after the linger interval, unless none may start.
@@ -171,6 +194,7 @@ impl PersistenceActor {
                 merged.events.extend(waiting.batch.events);
             }
             merged.accounts.extend(waiting.batch.accounts);
+            merged.outcomes.extend(waiting.batch.outcomes);
             acks.push(waiting.ack);
         }
         let id = self.next_flight;
@@ -224,6 +248,10 @@ impl PersistenceActor {
             match flight.result.take() {
                 // A flight commits only after the one before it did.
                 Some(Ok(())) => self.committed(flight, ctx),
+                Some(Err(StoreError::Fenced(reason))) => {
+                    self.fence_out(reason);
+                    return;
+                }
                 Some(Err(error)) => {
                     self.metrics.flush_failures.fetch_add(1, Ordering::Relaxed);
                     self.healthy.store(false, Ordering::SeqCst);
@@ -316,6 +344,10 @@ impl Handler<PersistEvents> for PersistenceActor {
     type Result = ();
 
     fn handle(&mut self, message: PersistEvents, ctx: &mut Context<Self>) {
+        if let Some(reason) = &self.fenced {
+            let _ = message.ack.send(Err(StoreError::Fenced(reason.clone())));
+            return;
+        }
         if message.batch.events.is_empty() && message.snapshot.is_none() {
             let _ = message.ack.send(Ok(()));
             return;
@@ -330,6 +362,10 @@ impl Handler<FlushAll> for PersistenceActor {
     type Result = ResponseFuture<Result<(), StoreError>>;
 
     fn handle(&mut self, _: FlushAll, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(reason) = &self.fenced {
+            let reason = reason.clone();
+            return Box::pin(async move { Err(StoreError::Fenced(reason)) });
+        }
         let (sender, receiver) = oneshot::channel();
         self.drain_waiters.push(sender);
         if self.flights.is_empty() && self.retries.is_empty() {

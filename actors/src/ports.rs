@@ -9,6 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::account::Account;
+use crate::domain::applied::CommandKey;
+use crate::domain::command::Outcome;
 use crate::domain::event::{Stamped, Trade};
 use crate::domain::exchange::ExchangeState;
 use crate::domain::ids::PlayerId;
@@ -66,6 +68,10 @@ pub enum StoreError {
     /// Data that cannot be read back: not worth retrying.
     #[error("store data is invalid: {0}")]
     Invalid(String),
+    /// Another engine took over (a newer lease epoch): this one may never
+    /// write again and must step down.
+    #[error("superseded: {0}")]
+    Fenced(String),
 }
 
 /// The market-wide state needed to resume after a restart: books with their
@@ -81,11 +87,15 @@ pub struct MarketSnapshot {
 /// What one group commit writes: events in log order (contiguous `seq`), and
 /// the ledger of every player they touched as it stands after them. A player
 /// may appear more than once in `accounts` (batches merged by group commit);
-/// the last entry wins.
+/// the last entry wins. `outcomes` are the outcomes of the stream commands
+/// that caused these events, kept (by a store that serves a command stream)
+/// so that a command delivered again after a takeover answers as it did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventBatch {
     pub events: Vec<Stamped>,
     pub accounts: Vec<(PlayerId, Account)>,
+    #[serde(default)]
+    pub outcomes: Vec<(CommandKey, Outcome)>,
 }
 
 /// The conservation check of DESIGN.md §6, run against stored state: the

@@ -6,5 +6,6 @@
 
 pub mod backend;
 pub mod http;
+pub mod nats;
 pub mod polling;
 pub mod sender;

@@ -75,6 +75,10 @@ impl Bot {
     /// Counts a command against the player's and the chat's limits; a
     /// throttled command gets one polite reply per window, then silence.
     pub(super) async fn throttled(&self, speaker: &Speaker) -> Option<Vec<Reply>> {
+        if self.is_replay() {
+            // Counted when it was first delivered.
+            return None;
+        }
         let options = &self.options;
         let window = options.rate_window_ms.max(1);
         let mut keys = vec![(format!("rl:p:{}", speaker.player.0), options.player_commands_per_window)];
@@ -107,12 +111,12 @@ impl Bot {
     /// reward, board scores. Returns the review and what to announce.
     pub(super) async fn review(&self, speaker: &Speaker) -> (Option<Review>, Vec<Reply>) {
         let player = speaker.player;
-        let Ok(Outcome::Reviewed(review)) = self.engine.execute_one(Command::Review { player }).await else {
+        let Ok(Outcome::Reviewed(review)) = self.exec(Command::Review { player }).await else {
             return (None, Vec::new());
         };
         if let Some(referrer) = review.referrer_due {
             let command = Command::RewardReferral { player: referrer, referee: player };
-            if let Ok(Outcome::ReferralRewarded { reward }) = self.engine.execute_one(command).await {
+            if let Ok(Outcome::ReferralRewarded { reward }) = self.exec(command).await {
                 tracing::info!(referrer = referrer.0, referee = player.0, %reward, "referral rewarded");
             }
         }
@@ -181,7 +185,7 @@ impl Bot {
 
     /// `/daily`.
     pub(super) async fn daily(&self, speaker: &Speaker) -> Reply {
-        match self.engine.execute_one(Command::ClaimDaily { player: speaker.player }).await {
+        match self.exec(Command::ClaimDaily { player: speaker.player }).await {
             Ok(Outcome::DailyClaimed { cash, bonus, streak }) => {
                 let streak_text = if streak > 1 { format!("day {streak} of your streak") } else { "day 1".to_owned() };
                 Reply::text(format!(
@@ -356,7 +360,7 @@ impl Bot {
             AlertDirection::Below => Direction::Below,
         };
         let command = Command::SetAlert { player, asset, direction, price: price.get() };
-        match self.engine.execute_one(command).await {
+        match self.exec(command).await {
             Ok(Outcome::AlertSet(alert)) => {
                 let sign = if direction == Direction::Above { "≥" } else { "≤" };
                 Reply::text(format!(
@@ -401,7 +405,7 @@ impl Bot {
     /// `/unalert ID`.
     pub(super) async fn unalert(&self, player: PlayerId, alert: u64) -> Reply {
         let command = Command::DeleteAlert { player, alert: actors::domain::alert::AlertId(alert) };
-        match self.engine.execute_one(command).await {
+        match self.exec(command).await {
             Ok(_) => {
                 Reply::text(format!("🔕 Alert #{alert} deleted.")).with_row(vec![Button::new("Alerts", "/alerts")])
             }
@@ -411,7 +415,7 @@ impl Bot {
 
     /// `/bankrupt`.
     pub(super) async fn bankrupt(&self, player: PlayerId) -> Reply {
-        match self.engine.execute_one(Command::Bankrupt { player }).await {
+        match self.exec(Command::Bankrupt { player }).await {
             Ok(Outcome::Bankrupted { cash }) => Reply::text(format!(
                 "🔄 Fresh start: your holdings are written off and you have {} in cash. Your level and achievements stay; the board marks your restart with ↺.",
                 money(cash)
@@ -427,7 +431,7 @@ impl Bot {
         let Some(offset) = UtcOffset::from_minutes(minutes) else {
             return Reply::text("⚠️ UTC offsets go from -12:00 to +14:00.");
         };
-        match self.engine.execute_one(Command::SetTimeZone { player, offset }).await {
+        match self.exec(Command::SetTimeZone { player, offset }).await {
             Ok(_) => {
                 let sign = if minutes < 0 { '-' } else { '+' };
                 let abs = minutes.unsigned_abs();
@@ -486,12 +490,12 @@ impl Bot {
             return Vec::new();
         }
         let player = speaker.player;
-        if let Err(rejected) = self.engine.execute_one(Command::Open { player }).await {
+        if let Err(rejected) = self.exec(Command::Open { player }).await {
             return vec![reply::rejection(&rejected)];
         }
         let command =
             Command::Grant { player, entitlement: Entitlement::Premium, payment: Some(PaymentId::of(charge_id)) };
-        match self.engine.execute_one(command).await {
+        match self.exec(command).await {
             Ok(Outcome::Granted { new: true }) => {
                 tracing::info!(player_id = player.0, "premium granted by payment");
                 vec![Reply::text("💎 Thank you! Premium is active: lower fees and more alerts. See /premium.")]
@@ -522,7 +526,7 @@ impl Bot {
         let Ok(top) = self.coordinator.board_range(&key, 0, TOP_PAGE_PLAYERS).await else { return };
         for (index, (player, _)) in top.iter().enumerate() {
             let rank = u32::try_from(index).unwrap_or(u32::MAX).saturating_add(1);
-            match self.engine.execute_one(Command::AwardSeason { player: *player, rank }).await {
+            match self.exec(Command::AwardSeason { player: *player, rank }).await {
                 Ok(_) => tracing::info!(season = finished + 1, rank, player_id = player.0, "season award"),
                 Err(rejected) => tracing::warn!(?rejected, player_id = player.0, "season award failed"),
             }
@@ -559,7 +563,7 @@ impl Bot {
                     Ok(asset) => asset,
                     Err(rejected) => return reply::rejection(&rejected),
                 };
-                match self.engine.execute_one(Command::AdminHalt { admin, asset, halted }).await {
+                match self.exec(Command::AdminHalt { admin, asset, halted }).await {
                     Ok(_) => {
                         let verb = if halted { "halted" } else { "resumed" };
                         Reply::text(format!("🛠 Trading in {} {verb}.", escape(ticker.as_str())))
@@ -569,7 +573,7 @@ impl Bot {
             }
             AdminAction::Grant { player, amount } => {
                 let command = Command::AdminGrant { admin, player: PlayerId(player), amount };
-                match self.engine.execute_one(command).await {
+                match self.exec(command).await {
                     Ok(Outcome::Credited { cash }) => Reply::text(format!(
                         "🛠 Granted {} to player {player}; their cash is {}.",
                         money(amount),
@@ -598,7 +602,7 @@ impl Bot {
             return Reply::text(format!("⚠️ {}", escape(&error.to_string())));
         }
         let action = format!("news {target} {move_pct}% {text}");
-        match self.engine.execute_one(Command::AdminNote { admin, action }).await {
+        match self.exec(Command::AdminNote { admin, action }).await {
             Ok(_) => {
                 Reply::text(format!("🛠 News queued: {} moves {move_pct}% at the next market minute.", escape(target)))
             }

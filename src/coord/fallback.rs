@@ -181,6 +181,11 @@ impl Coordinator for FallbackCoordinator {
         )
     }
 
+    fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>> {
+        let owned: Arc<str> = key.into();
+        self.call(|redis| redis.seen(key), |_, _| {}, move |local| Ok(local.seen_now(&owned)))
+    }
+
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         let owned: Arc<str> = key.into();
         let mirrored = Arc::clone(&owned);

@@ -123,6 +123,11 @@ impl LocalCoordinator {
         true
     }
 
+    /// `Coordinator::seen`, answered synchronously.
+    pub fn seen_now(&self, key: &str) -> bool {
+        lock(&self.seen).get(key, Instant::now()).is_some()
+    }
+
     /// `Coordinator::rate_limit`, answered synchronously.
     pub fn rate_limit_now(&self, key: &str, limit: u32, window_ms: u64) -> RateDecision {
         let now = Instant::now();
@@ -242,6 +247,10 @@ impl LocalCoordinator {
 impl Coordinator for LocalCoordinator {
     fn first_seen(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<bool, CoordError>> {
         Box::pin(ready(Ok(self.first_seen_now(key, ttl_ms))))
+    }
+
+    fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>> {
+        Box::pin(ready(Ok(self.seen_now(key))))
     }
 
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {

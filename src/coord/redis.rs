@@ -281,6 +281,14 @@ impl Coordinator for RedisCoordinator {
         })
     }
 
+    fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>> {
+        let key = self.key("seen", key);
+        self.run(move |inner| async move {
+            let found: i64 = inner.client.exists(key).await.map_err(|e| unavailable("redis EXISTS", &e))?;
+            Ok(found > 0)
+        })
+    }
+
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         let key = self.key("rate", key);
         self.run(move |inner| async move {

@@ -471,11 +471,17 @@ mod tests {
 
     #[test]
     fn rejects_gaps_and_repeats_inside_a_batch() {
-        let gap =
-            EventBatch { events: vec![stamped(1, 0, tick(0, 1.0)), stamped(3, 0, tick(0, 1.0))], accounts: vec![] };
+        let gap = EventBatch {
+            events: vec![stamped(1, 0, tick(0, 1.0)), stamped(3, 0, tick(0, 1.0))],
+            accounts: vec![],
+            ..EventBatch::default()
+        };
         assert!(matches!(Plan::new(&gap), Err(StoreError::Invalid(_))));
-        let repeat =
-            EventBatch { events: vec![stamped(4, 0, tick(0, 1.0)), stamped(4, 0, tick(0, 1.0))], accounts: vec![] };
+        let repeat = EventBatch {
+            events: vec![stamped(4, 0, tick(0, 1.0)), stamped(4, 0, tick(0, 1.0))],
+            accounts: vec![],
+            ..EventBatch::default()
+        };
         assert!(matches!(Plan::new(&repeat), Err(StoreError::Invalid(_))));
     }
 
@@ -500,7 +506,7 @@ mod tests {
             (PlayerId(1), Account::with_cash(dec!(2))),
             (PlayerId(2), Account::with_cash(dec!(3))),
         ];
-        let batch = EventBatch { events, accounts };
+        let batch = EventBatch { events, accounts, ..EventBatch::default() };
         let plan = Plan::new(&batch).unwrap();
         assert_eq!(plan.orders_placed.iter().map(|o| o.order.id.0).collect::<Vec<_>>(), vec![8]);
         assert_eq!(plan.orders_removed, vec![5]);
@@ -518,7 +524,7 @@ mod tests {
             stamped(5, 60_004, tick(0, 9.0)),
             stamped(6, 120_000, tick(0, 11.0)),
         ];
-        let batch = EventBatch { events, accounts: vec![] };
+        let batch = EventBatch { events, accounts: vec![], ..EventBatch::default() };
         let plan = Plan::new(&batch).unwrap();
         assert_eq!(plan.candle_volumes, vec![CandleVolume { asset: AssetId(0), start_ms: 60_000, volume: 5 }]);
         assert_eq!(plan.candles.len(), 2);

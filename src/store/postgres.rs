@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::domain::account::Account;
+use actors::domain::applied::CommandKey;
+use actors::domain::command::Outcome;
 use actors::domain::event::{Event, Stamped};
 use actors::domain::ids::{AssetId, OrderId, PlayerId};
 use actors::domain::order::{RestingOrder, Trigger};
@@ -37,8 +39,10 @@ use super::migrate::migrate_client;
 use super::plan::{self, Placement, Plan, TradeRow, from_i64, kind, side_name, to_i64};
 
 mod audit;
+pub mod lease;
 mod ledgers;
 
+use lease::{Fence, FenceSlot, Writes};
 use ledgers::{Ledgers, start_checkpoints};
 
 /// The statements, one file each in `sql/queries/`.
@@ -86,12 +90,17 @@ pub const OPERATION_TIMEOUT_MS: u64 = 30_000;
 pub const AUDIT_TIMEOUT_MS: u64 = 600_000;
 /// Idle time after which TCP keepalives probe a silent server.
 const KEEPALIVE_IDLE_MS: u64 = 10_000;
+/// An engine's session left idle inside a transaction this long (a paused
+/// process) is ended by the server, releasing its locks.
+const ENGINE_IDLE_IN_TRANSACTION_MS: u64 = 10_000;
 /// The store on PostgreSQL. Cheap to clone (the pool and the dirty ledgers
 /// are shared).
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
     ledgers: Arc<Ledgers>,
+    /// The lease this store's writes must hold (none: a lone process).
+    fence: Arc<FenceSlot>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -131,6 +140,16 @@ impl PostgresStore {
     /// # Errors
     /// `Invalid` for a bad URL or a pool size of 0.
     pub fn connect_lazy(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        Self::connect_lazy_as(database_url, pool_size, None)
+    }
+
+    /// [`Self::connect_lazy`] for the engine `instance`: its sessions carry
+    /// the engine's `application_name` (a new lease holder ends them by it)
+    /// and are ended by the server when left idle inside a transaction.
+    ///
+    /// # Errors
+    /// As [`Self::connect_lazy`].
+    pub fn connect_lazy_as(database_url: &str, pool_size: usize, instance: Option<&str>) -> Result<Self, StoreError> {
         if pool_size == 0 {
             return Err(StoreError::Invalid("the PostgreSQL pool needs at least one connection".into()));
         }
@@ -140,7 +159,11 @@ impl PostgresStore {
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .keepalives(true)
             .keepalives_idle(Duration::from_millis(KEEPALIVE_IDLE_MS));
-        if config.get_application_name().is_none() {
+        if let Some(instance) = instance {
+            config
+                .application_name(&lease::engine_application_name(instance))
+                .options(&format!("-c idle_in_transaction_session_timeout={ENGINE_IDLE_IN_TRANSACTION_MS}"));
+        } else if config.get_application_name().is_none() {
             config.application_name("stockbot");
         }
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -153,9 +176,59 @@ impl PostgresStore {
             .recycle_timeout(wait)
             .build()
             .map_err(|e| StoreError::Invalid(format!("cannot build the PostgreSQL pool: {e}")))?;
-        let ledgers = Ledgers::new(pool.clone());
+        let fence = Arc::new(FenceSlot::default());
+        let ledgers = Ledgers::new(pool.clone(), Arc::clone(&fence));
         start_checkpoints(&ledgers);
-        Ok(Self { pool, ledgers })
+        Ok(Self { pool, ledgers, fence })
+    }
+
+    /// Puts a write mode in force: `Fenced` — from now on every write
+    /// transaction checks the lease it holds (group commits renew it and
+    /// store the command cursor) and fails `Fenced` once another engine took
+    /// over; `Standby` — nothing is written (checkpoints wait); `Unfenced` —
+    /// writes go unchecked (a lone process).
+    pub fn set_writes(&self, writes: Writes) {
+        self.fence.set(writes);
+    }
+
+    /// Records that the command cursor now counts in `stream` (a stream
+    /// created anew), starting at `cursor`.
+    ///
+    /// # Errors
+    /// `Fenced` when the lease was taken over; as any write.
+    pub async fn set_command_stream(&self, fence: Arc<Fence>, stream: String, cursor: u64) -> Result<(), StoreError> {
+        self.run(move |client| Box::pin(async move { lease::set_stream(client, &fence, &stream, cursor).await })).await
+    }
+
+    /// Outcomes of stream commands of messages after `cursor` (a takeover
+    /// answers a redelivered command with them).
+    ///
+    /// # Errors
+    /// As any read.
+    pub async fn outcomes_after(&self, cursor: u64) -> Result<Vec<(CommandKey, Outcome)>, StoreError> {
+        self.run(move |client| Box::pin(async move { lease::outcomes_after(client, cursor).await })).await
+    }
+
+    /// Deletes stored outcomes wholly behind the cursor; returns how many.
+    ///
+    /// # Errors
+    /// As any write.
+    pub async fn prune_outcomes(&self, cursor: u64) -> Result<u64, StoreError> {
+        self.run(move |client| Box::pin(async move { lease::prune_outcomes(client, cursor).await })).await
+    }
+
+    /// A standby's step along the log: up to `limit` events after `after`
+    /// (events and fills merged), also recorded in the ledger memory so a
+    /// takeover finds it current.
+    ///
+    /// # Errors
+    /// As any read.
+    pub async fn follow(&self, after: u64, limit: usize) -> Result<Vec<Stamped>, StoreError> {
+        self.ledgers.recover().await?;
+        let events = self.events_after(after, limit).await?;
+        let watermark = self.ledgers.stored_watermark().await?;
+        self.ledgers.follow(&events, watermark);
+        Ok(events)
     }
 
     /// Writes every ledger and fill still waiting for the background checkpoint.
@@ -194,14 +267,17 @@ impl PostgresStore {
         start_checkpoints(&self.ledgers);
         let ledgers = Arc::clone(&self.ledgers);
         let pool = self.pool.clone();
+        let writes = self.fence.get();
         Box::pin(async move {
+            writes.fence()?;
             ledgers.recover().await?;
             run_on(&pool, OPERATION_TIMEOUT_MS, move |client| {
                 Box::pin(async move {
                     let plan = Plan::new(&batch)?;
+                    let written = Written { plan: &plan, outcomes: &batch.outcomes, fence: writes.fence()? };
                     let seq = match previous {
-                        Some(previous) => append_after(client, &plan, previous).await?,
-                        None => append(client, &plan).await?,
+                        Some(previous) => append_after(client, &written, previous).await?,
+                        None => append(client, &written).await?,
                     };
                     if let Some(seq) = seq {
                         ledgers.record(&plan, seq);
@@ -262,7 +338,9 @@ impl Store for PostgresStore {
             if let Some(account) = ledgers.account(player) {
                 return Ok(Some(account));
             }
-            run_on(&pool, OPERATION_TIMEOUT_MS, move |client| Box::pin(load_account(client, player))).await
+            // Fills the memory holds may not be in the player's history yet.
+            let unchunked = ledgers.fills(player);
+            run_on(&pool, OPERATION_TIMEOUT_MS, move |client| Box::pin(load_account(client, player, unchunked))).await
         })
     }
 
@@ -278,11 +356,18 @@ impl Store for PostgresStore {
     }
 
     fn save_market(&self, snapshot: Arc<MarketSnapshot>) -> BoxFuture<Result<(), StoreError>> {
+        let writes = self.fence.get();
         self.run(move |client| {
             Box::pin(async move {
+                let fence = writes.fence()?;
                 let seq = to_i64(snapshot.exchange.next_seq.saturating_sub(1), "snapshot seq")?;
-                let statement = client.prepare_cached(sql::MARKET_SAVE).await.map_err(pg_error)?;
-                client.execute(&statement, &[&seq, &Json(&*snapshot)]).await.map_err(pg_error)?;
+                let txn = client.transaction().await.map_err(pg_error)?;
+                let statement = txn.prepare_cached(sql::MARKET_SAVE).await.map_err(pg_error)?;
+                txn.execute(&statement, &[&seq, &Json(&*snapshot)]).await.map_err(pg_error)?;
+                if let Some(fence) = fence {
+                    fence.check_in(&txn).await?;
+                }
+                txn.commit().await.map_err(pg_error)?;
                 Ok(())
             })
         })
@@ -365,10 +450,32 @@ impl Store for PostgresStore {
 
 // ---- append ---------------------------------------------------------------
 
+/// What one append writes: the batch's plan, the outcomes of the stream
+/// commands in it, and the lease its transaction must hold.
+struct Written<'a> {
+    plan: &'a Plan<'a>,
+    outcomes: &'a [(CommandKey, Outcome)],
+    fence: Option<&'a Fence>,
+}
+
+impl Written<'_> {
+    /// The last writes before the commit: the stream outcomes, then the
+    /// lease check (it renews the lease, stores the cursor, and holds the
+    /// lease row until the commit, so no takeover slips in between).
+    async fn seal(&self, txn: &Transaction<'_>) -> Result<(), StoreError> {
+        lease::insert_outcomes(txn, self.outcomes).await?;
+        if let Some(fence) = self.fence {
+            fence.renew_in(txn).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Writes the log side of a batch in one transaction. Returns the seq its
 /// ledgers stand at (the batch's last event, or the log head for a batch of
 /// ledgers only), or `None` for a retried batch that was already stored.
-async fn append(client: &mut Object, plan: &Plan<'_>) -> Result<Option<u64>, StoreError> {
+async fn append(client: &mut Object, written: &Written<'_>) -> Result<Option<u64>, StoreError> {
+    let plan = written.plan;
     let txn = client.transaction().await.map_err(pg_error)?;
     let mut seq = plan.last_seq;
     if !plan.events.is_empty() || !plan.accounts.is_empty() {
@@ -388,6 +495,7 @@ async fn append(client: &mut Object, plan: &Plan<'_>) -> Result<Option<u64>, Sto
         write_orders(&txn, plan),
         write_candles(&txn, plan),
     )?;
+    written.seal(&txn).await?;
     txn.commit().await.map_err(pg_error)?;
     Ok(Some(seq))
 }
@@ -398,7 +506,12 @@ async fn append(client: &mut Object, plan: &Plan<'_>) -> Result<Option<u64>, Sto
 /// head, its resting orders and candles are written and it commits — or it
 /// is rolled back, if the one before failed or the log does not continue.
 /// (Only fresh batches come this way: a retry goes through [`append`].)
-async fn append_after(client: &mut Object, plan: &Plan<'_>, previous: CommitGate) -> Result<Option<u64>, StoreError> {
+async fn append_after(
+    client: &mut Object,
+    written: &Written<'_>,
+    previous: CommitGate,
+) -> Result<Option<u64>, StoreError> {
+    let plan = written.plan;
     let txn = client.transaction().await.map_err(pg_error)?;
     // Appends only: new keys, which the batch before cannot hold or wait for.
     futures_util::try_join!(copy_events(&txn, plan), journal_fills(&txn, plan))?;
@@ -409,6 +522,7 @@ async fn append_after(client: &mut Object, plan: &Plan<'_>, previous: CommitGate
     let (head, last_trade) = journal_tip_below(&txn, plan.first_seq.max(1)).await?;
     if plan.events.is_empty() {
         futures_util::try_join!(write_orders(&txn, plan), write_candles(&txn, plan))?;
+        written.seal(&txn).await?;
         txn.commit().await.map_err(pg_error)?;
         return Ok(Some(head));
     }
@@ -422,6 +536,7 @@ async fn append_after(client: &mut Object, plan: &Plan<'_>, previous: CommitGate
     // Updates last: they must see the batch before (orders it placed,
     // candles it opened) and must not hold rows it waits for.
     futures_util::try_join!(write_orders(&txn, plan), write_candles(&txn, plan))?;
+    written.seal(&txn).await?;
     txn.commit().await.map_err(pg_error)?;
     Ok(Some(plan.last_seq))
 }
@@ -658,10 +773,18 @@ async fn history(
     Ok(found)
 }
 
-async fn load_account(client: &mut Object, player: PlayerId) -> Result<Option<Account>, StoreError> {
+async fn load_account(
+    client: &mut Object,
+    player: PlayerId,
+    unchunked: Vec<TradeRecord>,
+) -> Result<Option<Account>, StoreError> {
     // One snapshot: the checkpoint, the events after it and the resting orders agree.
     let txn = read_snapshot(client).await?;
-    let rebuilt = ledgers::rebuild(&txn, &[player.0], &FxHashMap::default()).await?;
+    let mut fills = FxHashMap::default();
+    if !unchunked.is_empty() {
+        fills.insert(player, unchunked);
+    }
+    let rebuilt = ledgers::rebuild(&txn, &[player.0], &fills).await?;
     txn.commit().await.map_err(pg_error)?;
     Ok(rebuilt.into_iter().next().map(|found| found.account))
 }

@@ -126,15 +126,21 @@ pub async fn start(
     );
     let poller = match client.mode {
         Mode::Polling => Some(actix::spawn(polling::run(client.api.clone(), ingest.clone()))),
-        Mode::Webhook => {
-            register_webhook(&client.api, settings).await;
-            None
-        }
+        Mode::Webhook => None,
     };
+    register(client, settings).await;
+    RunningFront { ingest, poller }
+}
+
+/// Tells Telegram where updates go (the webhook, in webhook mode) and the
+/// command menu. Repeating it from every instance is harmless.
+pub async fn register(client: &TelegramClient, settings: &Settings) {
+    if client.mode == Mode::Webhook {
+        register_webhook(&client.api, settings).await;
+    }
     if let Err(error) = client.api.set_my_commands(menu()).await {
         tracing::warn!(%error, "setMyCommands failed");
     }
-    RunningFront { ingest, poller }
 }
 
 async fn register_webhook(api: &BotApi, settings: &Settings) {

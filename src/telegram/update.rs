@@ -145,7 +145,13 @@ impl<O: Outbox> Handling<'_, O> {
         let (chat_id, message_id) = (message.chat().id.0, message.id().0);
         let speaker = Speaker { chat: (!message.chat().is_private()).then_some(chat_id), ..speaker_of(&query.from) };
         let lock_key = format!("btn:{}:{chat_id}:{message_id}:{data}", speaker.player.0);
-        match self.coordinator.try_lock(&lock_key, BUTTON_LOCK_TTL_MS).await {
+        // A press delivered again after a takeover took its lock the first time.
+        let lock = if self.bot.is_replay() {
+            Ok(Some(actors::ports::coordinator::LockToken(String::new())))
+        } else {
+            self.coordinator.try_lock(&lock_key, BUTTON_LOCK_TTL_MS).await
+        };
+        match lock {
             Ok(Some(_)) => {}
             // Pressed already (a double tap or a concurrent press): act once.
             Ok(None) => return,

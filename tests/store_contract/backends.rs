@@ -51,7 +51,7 @@ impl Backend for Memory {
         // The only way in: a ledger without the events that would explain it.
         let mut account = self.store.load_account(player).await.unwrap().unwrap();
         account.cash += delta;
-        let batch = EventBatch { events: Vec::new(), accounts: vec![(player, account)] };
+        let batch = EventBatch { accounts: vec![(player, account)], ..EventBatch::default() };
         self.store.append(Arc::new(batch)).await.unwrap();
     }
 

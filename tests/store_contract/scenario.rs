@@ -112,7 +112,7 @@ impl Scenario {
             .into_iter()
             .filter_map(|player| self.exchange.account(player).map(|account| (player, account.clone())))
             .collect();
-        EventBatch { events, accounts }
+        EventBatch { events, accounts, ..EventBatch::default() }
     }
 
     /// Opens every player's account.

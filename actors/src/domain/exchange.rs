@@ -28,7 +28,7 @@ use super::rejection::Rejection;
 use super::rules::MarketRules;
 
 /// What a successful order did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Placed {
     /// It executed now.
     Filled(Fill),
@@ -37,7 +37,7 @@ pub enum Placed {
 }
 
 /// A fill as the player sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fill {
     pub trade: Trade,
     pub cash_after: Decimal,
@@ -174,6 +174,12 @@ impl Exchange {
             alerts: self.alerts.clone(),
             next_alert: self.next_alert,
         }
+    }
+
+    /// The newest model minute any book has seen (0 before the first tick).
+    #[must_use]
+    pub fn last_minute(&self) -> u64 {
+        self.books.iter().map(|book| book.minute).max().unwrap_or(0)
     }
 
     /// Players with orders resting on the books (their ledgers must be loaded

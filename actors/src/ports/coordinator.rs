@@ -58,6 +58,10 @@ pub trait Coordinator: Send + Sync + 'static {
     /// idempotent buttons, payment ids); `false` for repeats.
     fn first_seen(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<bool, CoordError>>;
 
+    /// Whether `key` was marked by `first_seen` and is still live (asks
+    /// without marking: a gateway marks an update only once it is taken).
+    fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>>;
+
     /// Counts one action against `key`: at most `limit` per `window_ms`.
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>>;
 

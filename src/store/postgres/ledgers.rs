@@ -19,6 +19,7 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use tokio_postgres::types::{Json, ToSql};
 
+use super::lease::FenceSlot;
 use super::{OPERATION_TIMEOUT_MS, pg_error, resting_order, run_on, sql};
 use crate::store::fills;
 use crate::store::plan::{self, Plan, StoredProfile, from_i64, to_i64};
@@ -68,6 +69,8 @@ struct Memory {
 /// The ledger projection: memory, checkpoints, recovery.
 pub struct Ledgers {
     pool: Pool,
+    /// The lease a checkpoint must hold (none: a lone process).
+    fence: Arc<FenceSlot>,
     memory: Mutex<Memory>,
     /// One checkpoint (or audit) at a time, so an older ledger never lands
     /// after a newer one.
@@ -81,9 +84,10 @@ pub struct Ledgers {
 }
 
 impl Ledgers {
-    pub fn new(pool: Pool) -> Arc<Self> {
+    pub fn new(pool: Pool, fence: Arc<FenceSlot>) -> Arc<Self> {
         Arc::new(Self {
             pool,
+            fence,
             memory: Mutex::new(Memory::default()),
             turn: tokio::sync::Mutex::new(()),
             recovery: tokio::sync::Mutex::new(()),
@@ -147,6 +151,52 @@ impl Ledgers {
         }
     }
 
+    /// A standby's record of what the holder committed: every player an
+    /// event after what is recorded touches is marked (its ledger is then
+    /// rebuilt from the store with these fills when asked for), its fills
+    /// kept; what the holder's checkpoint has stored (`watermark`) is let go.
+    /// So a takeover finds the memory current and reads only a short tail.
+    pub fn follow(&self, events: &[Stamped], watermark: u64) {
+        let mut memory = self.memory();
+        let recorded = memory.recorded_through;
+        for stamped in events.iter().filter(|stamped| stamped.seq > recorded) {
+            let Some(player) = stamped.event.player() else { continue };
+            let entry = memory.dirty.entry(player).or_default();
+            entry.account = None;
+            entry.seq = entry.seq.max(stamped.seq);
+            if let Event::Traded(trade) = &stamped.event {
+                entry.fills.push(TradeRecord { seq: stamped.seq, at_ms: stamped.at_ms, trade: *trade });
+                memory.dirty_fills += 1;
+            }
+        }
+        if let Some(last) = events.last() {
+            memory.recorded_through = memory.recorded_through.max(last.seq);
+        }
+        if watermark > memory.stored_watermark {
+            memory.stored_watermark = watermark;
+            let mut fills_left = 0;
+            memory.dirty.retain(|_, pending| {
+                pending.fills.retain(|fill| fill.seq > watermark);
+                fills_left += pending.fills.len();
+                pending.seq > watermark || !pending.fills.is_empty()
+            });
+            memory.dirty_fills = fills_left;
+        }
+    }
+
+    /// The stored watermark (every fill up to it is in `player_fills`).
+    pub async fn stored_watermark(&self) -> Result<u64, StoreError> {
+        run_on(&self.pool, OPERATION_TIMEOUT_MS, |client| {
+            Box::pin(async move {
+                let txn = client.transaction().await.map_err(pg_error)?;
+                let found = watermark(&txn).await?;
+                txn.commit().await.map_err(pg_error)?;
+                Ok(found)
+            })
+        })
+        .await
+    }
+
     /// The newest ledger of `player` held in memory, if any.
     pub fn account(&self, player: PlayerId) -> Option<Account> {
         let memory = self.memory();
@@ -174,8 +224,12 @@ impl Ledgers {
         found
     }
 
-    /// Writes everything waiting in memory.
+    /// Writes everything waiting in memory (in a standby: nothing, it waits
+    /// for the lease; the holder checkpoints).
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        if matches!(self.fence.get(), super::lease::Writes::Standby) {
+            return Ok(());
+        }
         self.recover().await?;
         let _turn = self.turn.lock().await;
         self.flush().await
@@ -266,6 +320,7 @@ impl Ledgers {
         } else {
             None
         };
+        let writes = self.fence.get();
         run_on(&self.pool, OPERATION_TIMEOUT_MS, move |client| {
             Box::pin(async move {
                 let txn = client.transaction().await.map_err(pg_error)?;
@@ -280,6 +335,10 @@ impl Ledgers {
                 if let Some(watermark) = watermark {
                     let statement = txn.prepare_cached(sql::WATERMARK_SAVE).await.map_err(pg_error)?;
                     txn.execute(&statement, &[&to_i64(watermark, "watermark")?]).await.map_err(pg_error)?;
+                }
+                // A superseded engine's checkpoint must not land over the new one's.
+                if let Some(fence) = writes.fence()? {
+                    fence.check_in(&txn).await?;
                 }
                 txn.commit().await.map_err(pg_error)
             })

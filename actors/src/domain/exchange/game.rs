@@ -18,7 +18,7 @@ use crate::domain::profile::{GameChange, PaymentId, XpGain};
 use crate::domain::rejection::Rejection;
 
 /// What a review found: XP and achievements earned since the last one.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Review {
     pub xp_gained: u64,
     pub xp: u64,

@@ -1,0 +1,129 @@
+//! `Link`: one NATS connection with its JetStream context, and the two
+//! streams of a split deployment — commands (gateway → engine: limits
+//! retention, bounded, new messages refused when full so nothing
+//! acknowledged is ever dropped) and the outbox (engine → senders: a work
+//! queue, each message taken by one sender).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use wire::subjects::{COMMAND_STREAM, COMMAND_SUBJECTS, OUTBOX_STREAM, OUTBOX_SUBJECT};
+
+/// Longest wait for one JetStream API answer (publish acks included).
+pub const JETSTREAM_TIMEOUT_MS: u64 = 5_000;
+/// Most publishes awaiting their acknowledgement on one connection.
+pub const PUBLISH_IN_FLIGHT_MAX: usize = 65_536;
+/// JetStream drops a message whose id it saw within this window.
+pub const DUPLICATE_WINDOW_MS: u64 = 600_000;
+/// Longest pause between two reconnection attempts.
+const RECONNECT_DELAY_MAX_MS: u64 = 1_000;
+
+/// Why NATS could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("NATS at {url} is unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("JetStream refused the stream {stream}: {reason}")]
+    Stream { stream: &'static str, reason: String },
+}
+
+/// Bounds of the streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub command_max_bytes: i64,
+    pub command_max_age: Duration,
+    pub outbox_max_bytes: i64,
+}
+
+/// A NATS connection and its JetStream context. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Link {
+    pub client: async_nats::Client,
+    pub jetstream: jetstream::Context,
+}
+
+impl Link {
+    /// Connects as `name`, trying for up to `wait` (NATS may still be
+    /// starting); later outages are ridden out by reconnecting.
+    ///
+    /// # Errors
+    /// `Unreachable` when no connection came within `wait`.
+    pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Self, LinkError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let options = async_nats::ConnectOptions::new()
+                .name(name)
+                .connection_timeout(Duration::from_secs(2))
+                .reconnect_delay_callback(|attempts| {
+                    Duration::from_millis((attempts as u64 * 100).min(RECONNECT_DELAY_MAX_MS))
+                })
+                .event_callback(|event| async move {
+                    match event {
+                        async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+                        async_nats::Event::Connected => tracing::info!("NATS connected"),
+                        other => tracing::debug!(%other, "NATS event"),
+                    }
+                });
+            match options.connect(url).await {
+                Ok(client) => {
+                    let jetstream = jetstream::ContextBuilder::new()
+                        .timeout(Duration::from_millis(JETSTREAM_TIMEOUT_MS))
+                        .max_ack_inflight(PUBLISH_IN_FLIGHT_MAX)
+                        .backpressure_on_inflight(true)
+                        .build(client.clone());
+                    return Ok(Self { client, jetstream });
+                }
+                Err(error) if tokio::time::Instant::now() + delay < deadline => {
+                    tracing::warn!(%error, "NATS not reachable yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(error) => return Err(LinkError::Unreachable { url: url.to_owned(), reason: error.to_string() }),
+            }
+        }
+    }
+
+    /// Whether the connection is up now.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// Creates the streams, or brings their bounds up to date.
+    ///
+    /// # Errors
+    /// JetStream off, or a stream it refuses.
+    pub async fn ensure_streams(&self, limits: StreamLimits) -> Result<(), LinkError> {
+        let commands = stream::Config {
+            name: COMMAND_STREAM.to_owned(),
+            subjects: vec![COMMAND_SUBJECTS.to_owned()],
+            retention: stream::RetentionPolicy::Limits,
+            // Full: refuse new commands (the webhook answers 503, Telegram
+            // retries) rather than drop acknowledged ones.
+            discard: stream::DiscardPolicy::New,
+            max_bytes: limits.command_max_bytes,
+            max_age: limits.command_max_age,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_millis(DUPLICATE_WINDOW_MS),
+            ..Default::default()
+        };
+        let outbox = stream::Config {
+            name: OUTBOX_STREAM.to_owned(),
+            subjects: vec![OUTBOX_SUBJECT.to_owned()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            discard: stream::DiscardPolicy::New,
+            max_bytes: limits.outbox_max_bytes,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_millis(DUPLICATE_WINDOW_MS),
+            ..Default::default()
+        };
+        for (name, config) in [(COMMAND_STREAM, commands), (OUTBOX_STREAM, outbox)] {
+            self.jetstream
+                .create_or_update_stream(config)
+                .await
+                .map_err(|error| LinkError::Stream { stream: name, reason: error.to_string() })?;
+        }
+        Ok(())
+    }
+}

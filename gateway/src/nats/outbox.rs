@@ -1,0 +1,145 @@
+//! The outbox pump: takes Bot API calls off the outbox stream (a work queue:
+//! every gateway pulls from one durable consumer, each message goes to one
+//! of them) and hands them to this gateway's rate-limited sender. A message
+//! is acknowledged once its calls are queued for Telegram; one not
+//! acknowledged (the gateway died first) is delivered again to another.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{AckPolicy, pull};
+use futures_util::StreamExt as _;
+use tokio::sync::watch;
+use wire::Outgoing;
+use wire::subjects::{OUTBOX_CONSUMER, OUTBOX_STREAM};
+
+use super::link::Link;
+use crate::sender::{SendError, SenderHandle};
+
+/// How long a message may be held before JetStream gives it to another gateway.
+const ACK_WAIT_MS: u64 = 30_000;
+/// Most outbox messages held unacknowledged at once by all gateways.
+const ACK_PENDING_MAX: i64 = 20_000;
+/// Pause while this gateway's sender queue is full.
+const FULL_PAUSE_MS: u64 = 20;
+/// Pause before pulling again after the stream could not be read.
+const ERROR_PAUSE_MS: u64 = 500;
+
+/// Counters of the pump.
+#[derive(Debug, Default)]
+pub struct OutboxMetrics {
+    /// Outbox messages taken and acknowledged.
+    pub taken: AtomicU64,
+    /// Bot API calls handed to the sender.
+    pub calls: AtomicU64,
+    /// Calls dropped (their chat blocked the bot, or unreadable).
+    pub dropped: AtomicU64,
+    /// Gauge: messages waiting in the outbox, as last seen.
+    pub pending: AtomicU64,
+}
+
+/// Runs the pump until `stop` turns true; reconnects on its own.
+pub async fn run(link: Link, sender: SenderHandle, metrics: Arc<OutboxMetrics>, mut stop: watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        tokio::select! {
+            () = pump(&link, &sender, &metrics) => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ERROR_PAUSE_MS)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Pulls and delivers until the consumer fails.
+async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
+    let consumer = async {
+        let stream = link.jetstream.get_stream(OUTBOX_STREAM).await.map_err(|e| e.to_string())?;
+        let config = pull::Config {
+            durable_name: Some(OUTBOX_CONSUMER.to_owned()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_millis(ACK_WAIT_MS),
+            max_ack_pending: ACK_PENDING_MAX,
+            ..Default::default()
+        };
+        let consumer = stream.get_or_create_consumer(OUTBOX_CONSUMER, config).await.map_err(|e| e.to_string())?;
+        consumer.messages().await.map_err(|e| e.to_string())
+    };
+    let mut messages = match consumer.await {
+        Ok(messages) => messages,
+        Err(error) => {
+            tracing::warn!(%error, "outbox not readable yet");
+            return;
+        }
+    };
+    while let Some(message) = messages.next().await {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "outbox read failed; pulling again");
+                return;
+            }
+        };
+        if let Ok(info) = message.info() {
+            metrics.pending.store(info.pending, Ordering::Relaxed);
+        }
+        match serde_json::from_slice::<Vec<Outgoing>>(&message.payload) {
+            Ok(calls) => {
+                for call in calls {
+                    deliver(sender, call, metrics).await;
+                }
+            }
+            Err(error) => {
+                metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "outbox message unreadable; dropped");
+            }
+        }
+        if let Err(error) = message.ack().await {
+            tracing::warn!(%error, "outbox acknowledgement lost; the message may be sent again");
+        }
+        metrics.taken.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Queues one call, waiting while the sender's queue is full.
+async fn deliver(sender: &SenderHandle, call: Outgoing, metrics: &OutboxMetrics) {
+    loop {
+        match sender.send(call.clone()) {
+            Ok(()) => {
+                metrics.calls.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Err(SendError::Full | SendError::ChatFull) => {
+                tokio::time::sleep(Duration::from_millis(FULL_PAUSE_MS)).await;
+            }
+            Err(SendError::Blocked | SendError::Closed) => {
+                metrics.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+/// The pump's metrics in Prometheus text.
+#[must_use]
+pub fn render(metrics: &OutboxMetrics) -> String {
+    use std::fmt::Write as _;
+    let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let mut text = String::new();
+    for (name, kind, help, value) in [
+        ("stockbot_outbox_taken_total", "counter", "Outbox messages delivered to the sender.", get(&metrics.taken)),
+        ("stockbot_outbox_calls_total", "counter", "Bot API calls handed to the sender.", get(&metrics.calls)),
+        (
+            "stockbot_outbox_dropped_total",
+            "counter",
+            "Calls dropped (blocked chat, unreadable).",
+            get(&metrics.dropped),
+        ),
+        ("stockbot_outbox_lag", "gauge", "Outbox messages waiting for a sender (stream lag).", get(&metrics.pending)),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
+    text
+}

@@ -1,0 +1,208 @@
+//! The command consumer of an active engine: reads the command stream in
+//! order from the cursor on, hands each message to a handler — one at a time
+//! per chat (a player's commands apply in the order they were sent), up to
+//! `handling_max` at once overall — and moves the cursor past a message only
+//! once it and every message before it are fully handled: their effects
+//! durable (each command's reply waits for its group commit) and their
+//! replies acknowledged by the outbox. The cursor goes into the next group
+//! commit and heartbeat; a message at or above it may be handled again by a
+//! later engine, and then its keyed commands answer as they did.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use futures_util::StreamExt as _;
+use tokio::sync::{Semaphore, watch};
+use wire::subjects::COMMAND_STREAM;
+
+use super::handling::{Handling, Work};
+use gateway::nats::Link;
+
+/// Pause before reading the stream again after it failed.
+const ERROR_PAUSE_MS: u64 = 200;
+
+/// Which messages are done: the cursor is the last seq before the first one
+/// still being handled.
+#[derive(Debug, Default)]
+pub struct Watermark {
+    handling: BTreeSet<u64>,
+    /// The newest seq taken (or the starting cursor).
+    taken: u64,
+}
+
+impl Watermark {
+    /// Starting after `cursor`.
+    #[must_use]
+    pub fn from(cursor: u64) -> Self {
+        Self { handling: BTreeSet::new(), taken: cursor }
+    }
+
+    /// `seq` is being handled.
+    pub fn take(&mut self, seq: u64) {
+        self.handling.insert(seq);
+        self.taken = self.taken.max(seq);
+    }
+
+    /// `seq` is done.
+    pub fn done(&mut self, seq: u64) {
+        self.handling.remove(&seq);
+    }
+
+    /// Every message up to here is done.
+    #[must_use]
+    pub fn cursor(&self) -> u64 {
+        self.handling.first().map_or(self.taken, |first| first.saturating_sub(1))
+    }
+
+    /// Messages being handled.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.handling.len()
+    }
+}
+
+/// Messages of one chat waiting for the one before them, in stream order.
+#[derive(Default)]
+struct Lanes {
+    waiting: HashMap<i64, VecDeque<Work>>,
+}
+
+/// The consumer's shared state.
+pub struct Consumer {
+    pub watermark: Arc<Mutex<Watermark>>,
+    lanes: Arc<Mutex<Lanes>>,
+    slots: Arc<Semaphore>,
+    handling: Arc<Handling>,
+}
+
+impl Consumer {
+    /// A consumer starting after `cursor`, at most `handling_max` messages at once.
+    #[must_use]
+    pub fn new(cursor: u64, handling_max: usize, handling: Arc<Handling>) -> Self {
+        Self {
+            watermark: Arc::new(Mutex::new(Watermark::from(cursor))),
+            lanes: Arc::default(),
+            slots: Arc::new(Semaphore::new(handling_max.max(1))),
+            handling,
+        }
+    }
+
+    /// The cursor now.
+    #[must_use]
+    pub fn cursor(&self) -> u64 {
+        self.watermark.lock().unwrap_or_else(PoisonError::into_inner).cursor()
+    }
+
+    /// Messages being handled now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.watermark.lock().unwrap_or_else(PoisonError::into_inner).in_flight()
+    }
+
+    /// Reads the stream after the cursor until `stop` turns true.
+    pub async fn run(&self, link: Link, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let start = self.watermark.lock().unwrap_or_else(PoisonError::into_inner).taken.saturating_add(1);
+            tokio::select! {
+                () = self.read_from(&link, start) => {}
+                _ = stop.changed() => return,
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(ERROR_PAUSE_MS)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Reads from `start` until the stream fails.
+    async fn read_from(&self, link: &Link, start: u64) {
+        let messages = async {
+            let stream = link.jetstream.get_stream(COMMAND_STREAM).await.map_err(|e| e.to_string())?;
+            let config = OrderedConfig {
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+                ..Default::default()
+            };
+            let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
+            consumer.messages().await.map_err(|e| e.to_string())
+        };
+        let mut messages = match messages.await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::warn!(%error, start, "cannot read the command stream yet");
+                return;
+            }
+        };
+        while let Some(message) = messages.next().await {
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, "command stream read failed; reading again");
+                    return;
+                }
+            };
+            let Ok(info) = message.info() else { continue };
+            let seq = info.stream_sequence;
+            let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else { return };
+            self.watermark.lock().unwrap_or_else(PoisonError::into_inner).take(seq);
+            let work = Work::new(seq, &message, slot);
+            self.dispatch(work);
+        }
+    }
+
+    /// Starts `work` now, or queues it behind its chat's message in hand.
+    fn dispatch(&self, work: Work) {
+        {
+            let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(waiting) = lanes.waiting.get_mut(&work.lane) {
+                waiting.push_back(work);
+                return;
+            }
+            lanes.waiting.insert(work.lane, VecDeque::new());
+        }
+        let (lanes, watermark, handling) =
+            (Arc::clone(&self.lanes), Arc::clone(&self.watermark), Arc::clone(&self.handling));
+        actix::spawn(async move {
+            let lane = work.lane;
+            let mut next = Some(work);
+            while let Some(work) = next.take() {
+                let seq = work.seq;
+                // Not finished (its replies could not be published): it stays
+                // before the cursor, for the next engine to handle again.
+                if handling.handle(work).await {
+                    watermark.lock().unwrap_or_else(PoisonError::into_inner).done(seq);
+                }
+                let mut lanes = lanes.lock().unwrap_or_else(PoisonError::into_inner);
+                match lanes.waiting.get_mut(&lane).and_then(VecDeque::pop_front) {
+                    Some(queued) => next = Some(queued),
+                    None => {
+                        lanes.waiting.remove(&lane);
+                    }
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_stops_before_the_oldest_message_in_hand() {
+        let mut watermark = Watermark::from(10);
+        assert_eq!(watermark.cursor(), 10);
+        for seq in [11, 12, 13] {
+            watermark.take(seq);
+        }
+        watermark.done(12);
+        assert_eq!(watermark.cursor(), 10);
+        watermark.done(11);
+        assert_eq!(watermark.cursor(), 12);
+        watermark.done(13);
+        assert_eq!(watermark.cursor(), 13);
+        assert_eq!(watermark.in_flight(), 0);
+    }
+}

@@ -1,0 +1,196 @@
+//! Handling one command-stream message in an active engine: a Telegram
+//! update runs through the same update handler as in one process, its Bot
+//! API calls collected and published to the outbox as one message once the
+//! update is handled (its effects are durable by then); a play message runs
+//! through the bot and its answer goes back to the gateway that waits for
+//! it. The bot is keyed by the message, so a message handled a second time
+//! (after a takeover) applies nothing twice.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use gateway::nats::Link;
+use teloxide_core::types::{Update, UpdateKind};
+use tokio::sync::OwnedSemaphorePermit;
+use wire::command::PlayAnswer;
+use wire::subjects::{COMMAND_PLAY, COMMAND_UPDATE, REPLY_TO_HEADER};
+use wire::{Outgoing, PlayCommand, PlayPlayer, Reply};
+
+use super::super::RoleStatus;
+use super::super::outbox::OutboxPublisher;
+use crate::bot::local_player_id;
+use crate::local::play_speaker;
+use crate::telegram::outbox::Outbox;
+use crate::telegram::update::UpdateHandler;
+
+/// Attempts at publishing a message's replies before it is left for the
+/// next engine (the cursor does not pass it).
+const REPLY_ATTEMPTS_MAX: u32 = 100;
+
+/// What one message asks.
+enum Ask {
+    Update(Box<Update>),
+    Play {
+        command: PlayCommand,
+        reply_to: Option<String>,
+    },
+    /// Unreadable: skipped (logged).
+    Unreadable(String),
+}
+
+/// One message taken from the stream.
+pub struct Work {
+    pub seq: u64,
+    /// Messages of one lane (a chat, a player) are handled one at a time.
+    pub lane: i64,
+    ask: Ask,
+    /// Its place among the messages handled at once.
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Work {
+    /// The work of stream message `seq`.
+    #[must_use]
+    pub fn new(seq: u64, message: &jetstream::Message, slot: OwnedSemaphorePermit) -> Self {
+        let ask = match message.subject.as_str() {
+            COMMAND_UPDATE => match serde_json::from_slice::<Update>(&message.payload) {
+                Ok(update) => Ask::Update(Box::new(update)),
+                Err(error) => Ask::Unreadable(format!("update: {error}")),
+            },
+            COMMAND_PLAY => match serde_json::from_slice::<PlayCommand>(&message.payload) {
+                Ok(command) => {
+                    let reply_to = message
+                        .headers
+                        .as_ref()
+                        .and_then(|headers| headers.get(REPLY_TO_HEADER))
+                        .map(|value| value.as_str().to_owned());
+                    Ask::Play { command, reply_to }
+                }
+                Err(error) => Ask::Unreadable(format!("play command: {error}")),
+            },
+            other => Ask::Unreadable(format!("unknown subject {other}")),
+        };
+        let lane = match &ask {
+            Ask::Update(update) => update_lane(update),
+            Ask::Play { command, .. } => match &command.player {
+                PlayPlayer::Local { name } => local_player_id(name).0,
+                PlayPlayer::Telegram { user_id, .. } => *user_id,
+            },
+            Ask::Unreadable(_) => 0,
+        };
+        Self { seq, lane, ask, _slot: slot }
+    }
+}
+
+/// The chat an update belongs to (its messages are handled in order).
+fn update_lane(update: &Update) -> i64 {
+    match &update.kind {
+        UpdateKind::Message(message) => message.chat.id.0,
+        UpdateKind::CallbackQuery(query) => {
+            query.message.as_ref().map_or_else(|| user_lane(query.from.id.0), |message| message.chat().id.0)
+        }
+        UpdateKind::PreCheckoutQuery(query) => user_lane(query.from.id.0),
+        _ => i64::from(update.id.0),
+    }
+}
+
+fn user_lane(user_id: u64) -> i64 {
+    i64::try_from(user_id).unwrap_or(i64::MAX)
+}
+
+/// Handles messages for one active engine.
+pub struct Handling {
+    pub handler: UpdateHandler,
+    pub publisher: OutboxPublisher,
+    pub link: Link,
+    /// Messages up to here may have been handled by an earlier engine.
+    pub replay_through: u64,
+    pub status: Arc<RoleStatus>,
+}
+
+impl Handling {
+    /// Handles `work`; `false` when its replies could not be published (it
+    /// is left for the next engine).
+    pub async fn handle(&self, work: Work) -> bool {
+        let replay = work.seq <= self.replay_through;
+        let bot = self.handler.bot().for_message(work.seq, replay);
+        let done = match work.ask {
+            Ask::Update(update) => {
+                let out = Collected::new(self.publisher.clone(), work.seq);
+                self.handler.handle_with(&bot, *update, &out).await;
+                out.publish().await
+            }
+            Ask::Play { command, reply_to } => {
+                let speaker = play_speaker(&command.player);
+                let replies: Vec<Reply> =
+                    bot.handle_text(&speaker, &command.text).await.into_iter().map(Reply::without_png).collect();
+                if let Some(reply_to) = reply_to {
+                    self.answer(reply_to, PlayAnswer { id: command.id, replies }).await;
+                }
+                true
+            }
+            Ask::Unreadable(why) => {
+                tracing::warn!(seq = work.seq, %why, "command skipped");
+                true
+            }
+        };
+        self.status.commands.fetch_add(1, Ordering::Relaxed);
+        done
+    }
+
+    /// Sends a play answer to the gateway waiting for it (if it is gone,
+    /// nobody waits: nothing to do).
+    async fn answer(&self, subject: String, answer: PlayAnswer) {
+        match serde_json::to_vec(&answer) {
+            Ok(payload) => {
+                if let Err(error) = self.link.client.publish(subject, Bytes::from(payload)).await {
+                    tracing::warn!(%error, "play answer not sent");
+                }
+            }
+            Err(error) => tracing::error!(%error, "play answer not encodable"),
+        }
+    }
+}
+
+/// The Bot API calls of one update: callback answers go out at once, the
+/// replies together once the update is handled.
+struct Collected {
+    publisher: OutboxPublisher,
+    seq: u64,
+    calls: RefCell<Vec<Outgoing>>,
+    immediate: AtomicU32,
+}
+
+impl Collected {
+    fn new(publisher: OutboxPublisher, seq: u64) -> Self {
+        Self { publisher, seq, calls: RefCell::new(Vec::new()), immediate: AtomicU32::new(0) }
+    }
+
+    /// Publishes the replies (id `r:{seq}`: a second handling's copy is a
+    /// duplicate the stream drops); whether the outbox took them.
+    async fn publish(self) -> bool {
+        let calls = self.calls.into_inner();
+        self.publisher.publish(&format!("r:{}", self.seq), &calls, REPLY_ATTEMPTS_MAX).await
+    }
+}
+
+impl Outbox for Collected {
+    fn send_now(&self, message: Outgoing) {
+        let id = format!("a:{}:{}", self.seq, self.immediate.fetch_add(1, Ordering::Relaxed));
+        let publisher = self.publisher.clone();
+        actix::spawn(async move {
+            publisher.publish(&id, &[message], 5).await;
+        });
+    }
+
+    fn send(&self, message: Outgoing) {
+        self.calls.borrow_mut().push(message);
+    }
+
+    fn unblock(&self, _chat_id: i64) {
+        // The gateway that took the update unblocked the chat already.
+    }
+}
