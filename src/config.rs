@@ -163,6 +163,10 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     #[serde(default)]
     pub redis_url: Option<Secret>,
+    /// Prefix of every Redis key this deployment writes (one per deployment
+    /// sharing a Redis; tests give each run its own).
+    #[serde(default = "default_redis_prefix")]
+    pub redis_prefix: String,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     #[serde(default = "default_bind")]
@@ -184,6 +188,10 @@ pub struct Settings {
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("./data")
+}
+
+fn default_redis_prefix() -> String {
+    "stockbot:".to_owned()
 }
 
 fn default_bind() -> String {
@@ -214,6 +222,7 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
     ("TELEGRAM_RATE_GROUP_PER_MIN", "telegram.rate_group_per_min"),
     ("DATABASE_URL", "database_url"),
     ("REDIS_URL", "redis_url"),
+    ("STOCKBOT_REDIS_PREFIX", "redis_prefix"),
     ("STOCKBOT_DATA_DIR", "data_dir"),
     ("STOCKBOT_BIND", "bind"),
     ("STOCKBOT_ADMINS", "admins"),

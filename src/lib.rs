@@ -2,6 +2,7 @@
 //! modules) the HTTP, Telegram and storage adapters around the engine.
 
 pub mod answers;
+pub mod audit;
 pub mod bot;
 pub mod chart;
 pub mod cluster;

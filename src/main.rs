@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         csv: Option<PathBuf>,
     },
+    /// Checks conservation on the configured store (read-only on PostgreSQL) and prints the result.
+    Audit,
     /// Scripted players (honest and abusive) through the bot in simulated time; ends with the audit.
     Playtest {
         #[arg(long, default_value_t = 7)]
@@ -132,6 +134,9 @@ fn main() -> ExitCode {
         }
         Command::Simulate { seed, hours, csv } => {
             stockbot::simulate::run(&settings.engine, seed, hours, csv.as_deref())
+        }
+        Command::Audit => {
+            actix_web::rt::System::new().block_on(stockbot::audit::run(&settings)).map(|report| println!("{report}"))
         }
         Command::Playtest { seed, hours, players } => stockbot::playtest::run(&settings, seed, hours, players)
             .map(|report| println!("{report}"))

@@ -2,13 +2,18 @@
 //! time, summarises each asset, measures the stylised facts of the 1-minute
 //! returns, and optionally writes the price paths as CSV.
 //!
+//! The stylised facts (`facts`) are printed before the last line.
+//!
 //! The CSV has the header `minute,ticker,price` and one row per asset per
 //! minute, in asset order within a minute. Minute `0` is the initial quote,
 //! minutes `1..=hours*60` the quotes after each one-minute model step; prices
 //! are the quoted mid rounded to 4 decimals (via `Decimal`, so the text is
 //! stable). The same seed and configuration give a byte-identical file.
 
+pub mod facts;
+pub mod lags;
 pub mod stats;
+pub mod tails;
 
 use std::fmt;
 use std::fs::File;
@@ -22,6 +27,7 @@ use actors::domain::price_model::{MINUTES_PER_DAY, MarketModel, ModelTick};
 use rust_decimal::prelude::FromPrimitive;
 use rust_decimal::{Decimal, RoundingStrategy};
 
+use self::facts::{FactsTracker, StylisedFacts};
 use self::stats::{ReturnStats, SeriesMoments};
 
 /// Longest simulation accepted, in simulated hours (a leap year). Memory does
@@ -84,6 +90,8 @@ pub struct Simulation {
     pub assets: Vec<AssetSummary>,
     /// Pooled statistics of all assets' 1-minute log returns.
     pub stats: ReturnStats,
+    /// The stylised facts of those returns.
+    pub facts: StylisedFacts,
 }
 
 /// Runs the market model of `config` alone for `hours` simulated hours
@@ -189,6 +197,7 @@ impl fmt::Display for Simulation {
             "totals: {news} news hits, {halts} circuit-breaker halts ({halted} halted asset-minutes), {} returns pooled",
             self.stats.returns
         )?;
+        writeln!(f, "{}", self.facts)?;
         writeln!(f, "{}", self.stats)
     }
 }
@@ -216,14 +225,18 @@ fn simulate_inner(
             write_row(out, 0, tracker)?;
         }
     }
+    let mut facts = FactsTracker::new(universe.asset_categories());
+    let mut minute_returns = Vec::with_capacity(trackers.len());
     for minute in 1..=minutes {
         let ticks = model.step();
+        minute_returns.clear();
         for (tracker, tick) in trackers.iter_mut().zip(&ticks) {
-            tracker.observe(tick, minute)?;
+            minute_returns.push(tracker.observe(tick, minute)?);
             if let Some(out) = csv.as_mut() {
                 write_row(out, minute, tracker)?;
             }
         }
+        facts.push_minute(&minute_returns);
     }
     if let Some(out) = csv.as_mut() {
         out.flush()?;
@@ -235,6 +248,7 @@ fn simulate_inner(
         seed,
         minutes,
         stats: ReturnStats::pooled(&returns, &abs_returns),
+        facts: facts.facts(),
         assets: trackers.into_iter().map(Tracker::summary).collect(),
     })
 }
@@ -295,7 +309,8 @@ impl Tracker {
         })
     }
 
-    fn observe(&mut self, tick: &ModelTick, minute: u64) -> Result<(), SimulateError> {
+    /// Takes the minute's tick; returns the 1-minute log return of the mid.
+    fn observe(&mut self, tick: &ModelTick, minute: u64) -> Result<f64, SimulateError> {
         let mid = tick.mid;
         let quote = to_price(mid).filter(|_| mid > 0.0);
         self.last_quote = quote.ok_or(SimulateError::NonFinitePrice { ticker: self.ticker, minute })?;
@@ -309,7 +324,7 @@ impl Tracker {
         self.halts += u64::from(tick.halted && !self.halted);
         self.halted_minutes += u64::from(tick.halted);
         self.halted = tick.halted;
-        Ok(())
+        Ok(log_return)
     }
 
     fn summary(self) -> AssetSummary {

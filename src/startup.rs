@@ -63,7 +63,7 @@ pub enum StartupError {
 /// What runs behind the HTTP server, by role.
 enum Running {
     /// One process on the embedded store: the engine, always active.
-    Single { engine: Engine, front: Option<RunningFront>, flush: Duration },
+    Single { engine: Box<Engine>, front: Option<RunningFront>, flush: Duration },
     /// An engine process (or `all` on PostgreSQL): the election runs it.
     Elected { stop: watch::Sender<bool>, election: tokio::task::JoinHandle<()>, deadline: Duration },
     /// A gateway: the outbox pump feeds its sender.
@@ -132,7 +132,7 @@ impl Application {
         let state = front_state(settings, Arc::new(backend));
         let (address, server) = serve_http(settings, move |config| http::routes(config, &state))?;
         let flush = Duration::from_millis(settings.cluster.stop_flush_max_ms);
-        Ok(Self { address, server, running: Running::Single { engine, front, flush }, sender })
+        Ok(Self { address, server, running: Running::Single { engine: Box::new(engine), front, flush }, sender })
     }
 
     /// Where the server listens.
@@ -319,7 +319,7 @@ const STORE_CONNECT_ATTEMPTS: u32 = 12;
 /// down) with `REDIS_URL`, else local.
 pub async fn open_coordinator(settings: &Settings) -> Arc<dyn Coordinator> {
     if let Some(url) = settings.redis_url.as_ref().map(|u| u.expose().to_owned()).filter(|u| !u.is_empty()) {
-        match FallbackCoordinator::connect(&url, REDIS_KEY_PREFIX).await {
+        match FallbackCoordinator::connect(&url, &settings.redis_prefix).await {
             Ok(coordinator) => return Arc::new(coordinator),
             Err(error) => tracing::warn!(%error, "Redis unavailable; coordinating in-process only"),
         }
@@ -327,5 +327,3 @@ pub async fn open_coordinator(settings: &Settings) -> Arc<dyn Coordinator> {
     Arc::new(LocalCoordinator::new())
 }
 
-/// Prefix of every Redis key stockbot writes.
-pub const REDIS_KEY_PREFIX: &str = "stockbot:";

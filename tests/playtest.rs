@@ -26,11 +26,12 @@ fn abusive_strategies_do_not_beat_buy_and_hold_and_the_audit_holds() {
     assert_eq!(honest.players, PLAYERS / 8);
     assert!(honest.trades >= u64::from(honest.players) * 4, "honest players did not invest\n{report}");
 
-    // Tolerance: the market's common factor over 6 hours moves a 95 %
-    // invested spread by well under 1 % (sector vol ≤ 2 % a day); a cash
-    // holder (the farm's alts, a spammer) can end that far "ahead" of
-    // buy-and-hold by not being invested, which is no abuse.
-    let tolerance = honest.mean_net_worth * 0.01;
+    // Tolerance: the common factors (market ≈ 0.55 % a day, categories at a
+    // loading of 0.9 ≈ 1.2 %) move a 95 % invested spread by about 0.65 %
+    // (one sigma) over 6 hours; a cash holder (the farm's alts, a spammer)
+    // can end two sigmas "ahead" of buy-and-hold by not being invested,
+    // which is no abuse.
+    let tolerance = honest.mean_net_worth * 0.02;
     for s in report.strategies.iter().filter(|s| s.strategy.is_abusive()) {
         assert!(
             s.mean_net_worth <= honest.mean_net_worth + tolerance,

@@ -33,6 +33,21 @@ fn default_market_shows_fat_tails_and_volatility_clustering_without_autocorrelat
     }
 }
 
+/// Four simulated days of the default market (a fraction of a second): the
+/// week-long figures for seeds 7, 8 and 11 are in README.md.
+#[test]
+fn falls_raise_volatility_and_assets_move_with_their_category_and_the_market() {
+    let config = config();
+    for seed in [7, 8, 11] {
+        let facts = simulate::simulate(&config, seed, 96.0).unwrap().facts;
+        assert!(facts.leverage <= -0.05, "seed {seed}: leverage {}", facts.leverage);
+        assert!((0.2..=0.5).contains(&facts.correlation_within), "seed {seed}: within {}", facts.correlation_within);
+        assert!((0.05..=0.2).contains(&facts.correlation_across), "seed {seed}: across {}", facts.correlation_across);
+        assert!(facts.loss_share > 0.55, "seed {seed}: losses {}", facts.loss_share);
+        assert!((2.0..=5.0).contains(&facts.tail_index), "seed {seed}: tail index {}", facts.tail_index);
+    }
+}
+
 #[test]
 fn summaries_are_plausible() {
     let config = config();

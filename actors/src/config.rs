@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::asset::{AssetSpec, CategorySpec, Universe, UniverseError};
+use crate::domain::asset::{AssetSpec, CategorySpec, FactorSpec, Universe, UniverseError};
 use crate::domain::game::GameRules;
 use crate::domain::rules::MarketRules;
 
@@ -61,6 +61,9 @@ pub struct EngineConfig {
     /// Levels, achievements, daily bonus, seasons, anti-abuse, entitlements.
     #[serde(default)]
     pub game: GameRules,
+    /// The market factor and the dynamics of the market and category factors.
+    #[serde(default)]
+    pub factors: FactorSpec,
     pub categories: Vec<CategorySpec>,
     pub assets: Vec<AssetSpec>,
 }
@@ -71,6 +74,6 @@ impl EngineConfig {
     /// # Errors
     /// The first problem in the categories or assets.
     pub fn universe(&self) -> Result<Universe, UniverseError> {
-        Universe::new(self.categories.clone(), self.assets.clone())
+        Universe::new(self.categories.clone(), self.assets.clone())?.with_factors(self.factors)
     }
 }

@@ -11,6 +11,7 @@ pub mod command;
 pub mod daily;
 pub mod event;
 pub mod exchange;
+pub mod factor;
 pub mod game;
 pub mod ids;
 pub mod ledger;

@@ -133,7 +133,9 @@ impl NewsFeed {
                 breaker: step.model.breaker_change(),
             })
             .collect();
-        self.newsroom.minute_headlines(minute, self.clock.now_ms(), &categories, &assets)
+        // Every category carries the same market factor: the first one's news is the market's.
+        let market = moves.first().and_then(|step| step.market_news);
+        self.newsroom.minute_headlines(minute, self.clock.now_ms(), market, &categories, &assets)
     }
 }
 

@@ -29,7 +29,14 @@ fn config() -> EngineConfig {
             model: ModelParams::default(),
         })
         .collect();
-    EngineConfig { engine: Default::default(), market: Default::default(), game: GameRules::open(), categories, assets }
+    EngineConfig {
+        engine: Default::default(),
+        market: Default::default(),
+        game: GameRules::open(),
+        factors: Default::default(),
+        categories,
+        assets,
+    }
 }
 
 #[actix::test]

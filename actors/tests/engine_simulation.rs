@@ -141,7 +141,14 @@ fn config(seed: u64) -> EngineConfig {
     };
     let market =
         MarketRules { order_qty_max: 5_000, position_qty_max: 2_500, open_orders_max: 8, ..MarketRules::default() };
-    EngineConfig { engine, market, game: actors::domain::game::GameRules::open(), categories, assets }
+    EngineConfig {
+        engine,
+        market,
+        game: actors::domain::game::GameRules::open(),
+        factors: Default::default(),
+        categories,
+        assets,
+    }
 }
 
 /// Telegram-like ids and local play-page ids (negative) alike.

@@ -1,2 +1,2 @@
--- Every history chunk (for the audit).
-SELECT fills::TEXT FROM player_fills
+-- Every history chunk, player by player in log order (for the audit, read in pages).
+SELECT player, fills::TEXT FROM player_fills ORDER BY player, last_seq

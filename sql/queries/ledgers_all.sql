@@ -1,2 +1,3 @@
--- Every stored ledger's cash and positions (for the audit).
-SELECT player, cash, positions::TEXT FROM players
+-- Every stored ledger's cash, positions and the seq it stands at, player by
+-- player (for the audit, read in pages).
+SELECT player, cash, positions::TEXT, ledger_seq FROM players ORDER BY player

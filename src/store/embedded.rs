@@ -8,7 +8,6 @@
 //! stored as exact decimal text; the schema mirrors the PostgreSQL one, and
 //! so do the checks (contiguous seqs, retried batches accepted once).
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,15 +15,16 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use actors::domain::account::{Account, Position};
-use actors::domain::event::{Event, Stamped, Trade};
+use actors::domain::event::{Stamped, Trade};
 use actors::domain::ids::{AssetId, OrderId, PlayerId, TradeId};
-use actors::domain::order::Side;
 use actors::ports::{Audit, BoxFuture, Candle, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use rust_decimal::Decimal;
 use tokio::sync::oneshot;
 
 use super::migrate::migrate_sqlite;
+
+mod audit;
 use super::plan::{self, Placement, Plan, StoredProfile, from_i64, kind, side_name, to_i64};
 
 /// The statements, one file each in `sql/embedded/queries/`.
@@ -47,7 +47,6 @@ mod sql {
     pub const TRADES_OF: &str = include_str!("../../sql/embedded/queries/trades_of.sql");
     pub const CANDLES_SINCE: &str = include_str!("../../sql/embedded/queries/candles_since.sql");
     pub const AUDIT_CREATED: &str = include_str!("../../sql/embedded/queries/audit_created.sql");
-    pub const AUDIT_RESETS: &str = include_str!("../../sql/embedded/queries/audit_resets.sql");
     pub const AUDIT_TRADES: &str = include_str!("../../sql/embedded/queries/audit_trades.sql");
     pub const AUDIT_PLAYERS: &str = include_str!("../../sql/embedded/queries/audit_players.sql");
     pub const AUDIT_HOLDINGS: &str = include_str!("../../sql/embedded/queries/audit_holdings.sql");
@@ -149,7 +148,7 @@ impl Store for EmbeddedStore {
     }
 
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
-        self.reader.call(move |conn| audit(conn, &tickers))
+        self.reader.call(move |conn| audit::audit(conn, &tickers))
     }
 
     fn trades_of(
@@ -407,102 +406,6 @@ fn trade_record(player: PlayerId, row: &Row<'_>) -> Result<TradeRecord, StoreErr
             fee: decimal(row, 8)?,
         },
     })
-}
-
-/// The conservation check, over one read transaction: cash and shares by
-/// the log (starting cash and credits from the events, fills from `trades`)
-/// against the stored ledgers, player by player, in exact decimals. A reset
-/// sets the cash and writes the shares off: a player is reconciled from
-/// their last `AccountReset` on (its cash, the credits and fills after it).
-fn audit(conn: &mut Connection, tickers: &[String]) -> Result<Audit, StoreError> {
-    let txn = conn.transaction().map_err(sqlite_error)?;
-    let mut expected_cash: HashMap<i64, Decimal> = HashMap::new();
-    let mut expected_shares: HashMap<(i64, i64), i128> = HashMap::new();
-    {
-        // Player → seq of their last reset (what came before it is written off).
-        let mut last_reset: HashMap<i64, i64> = HashMap::new();
-        let mut statement = txn.prepare_cached(sql::AUDIT_RESETS).map_err(sqlite_error)?;
-        let mut rows = statement.query([]).map_err(sqlite_error)?;
-        while let Some(row) = rows.next().map_err(sqlite_error)? {
-            last_reset.insert(row.get(0).map_err(sqlite_error)?, row.get(1).map_err(sqlite_error)?);
-        }
-        let counts = |player: i64, seq: i64| last_reset.get(&player).is_none_or(|reset| seq >= *reset);
-        let mut statement = txn.prepare_cached(sql::AUDIT_CREATED).map_err(sqlite_error)?;
-        let mut rows = statement.query([]).map_err(sqlite_error)?;
-        while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let seq: i64 = row.get(0).map_err(sqlite_error)?;
-            let payload: String = row.get(1).map_err(sqlite_error)?;
-            let stamped: Stamped = serde_json::from_str(&payload).map_err(json_error)?;
-            match stamped.event {
-                Event::AccountOpened { player, cash: amount, .. }
-                | Event::CashCredited { player, amount, .. }
-                | Event::AccountReset { player, cash: amount, .. }
-                    if counts(player.0, seq) =>
-                {
-                    *expected_cash.entry(player.0).or_default() += amount;
-                }
-                _ => {}
-            }
-        }
-        let mut statement = txn.prepare_cached(sql::AUDIT_TRADES).map_err(sqlite_error)?;
-        let mut rows = statement.query([]).map_err(sqlite_error)?;
-        while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let player: i64 = row.get(0).map_err(sqlite_error)?;
-            let asset: i64 = row.get(1).map_err(sqlite_error)?;
-            let side = plan::parse_side(&row.get::<_, String>(2).map_err(sqlite_error)?)?;
-            let qty: i64 = row.get(3).map_err(sqlite_error)?;
-            let value = decimal(row, 4)? * Decimal::from(qty);
-            let fee = decimal(row, 5)?;
-            if !counts(player, row.get(6).map_err(sqlite_error)?) {
-                continue;
-            }
-            let (cash, shares) = match side {
-                Side::Buy => (-(value + fee), i128::from(qty)),
-                Side::Sell => (value - fee, -i128::from(qty)),
-            };
-            *expected_cash.entry(player).or_default() += cash;
-            *expected_shares.entry((player, asset)).or_default() += shares;
-        }
-    }
-    let mut ok = true;
-    let mut cash_total = Decimal::ZERO;
-    {
-        let mut statement = txn.prepare_cached(sql::AUDIT_PLAYERS).map_err(sqlite_error)?;
-        let mut rows = statement.query([]).map_err(sqlite_error)?;
-        while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let player: i64 = row.get(0).map_err(sqlite_error)?;
-            let cash = decimal(row, 1)?;
-            cash_total += cash;
-            ok &= cash >= Decimal::ZERO && expected_cash.remove(&player).unwrap_or_default() == cash;
-        }
-    }
-    ok &= expected_cash.values().all(|cash| cash.is_zero());
-    let mut by_asset: BTreeMap<i64, i128> = BTreeMap::new();
-    {
-        let mut statement = txn.prepare_cached(sql::AUDIT_HOLDINGS).map_err(sqlite_error)?;
-        let mut rows = statement.query([]).map_err(sqlite_error)?;
-        while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let player: i64 = row.get(0).map_err(sqlite_error)?;
-            let asset: i64 = row.get(1).map_err(sqlite_error)?;
-            let qty: i64 = row.get(2).map_err(sqlite_error)?;
-            let reserved: i64 = row.get(3).map_err(sqlite_error)?;
-            *by_asset.entry(asset).or_default() += i128::from(qty);
-            let expected = expected_shares.remove(&(player, asset)).unwrap_or_default();
-            ok &= qty >= 0 && reserved >= 0 && expected == i128::from(qty);
-        }
-    }
-    ok &= expected_shares.values().all(|qty| *qty == 0);
-    let events: i64 = txn.query_row(sql::EVENTS_COUNT, [], |row| row.get(0)).map_err(sqlite_error)?;
-    txn.commit().map_err(sqlite_error)?;
-    let shares = by_asset
-        .into_iter()
-        .filter(|(_, qty)| *qty != 0)
-        .map(|(asset, qty)| {
-            let name = super::postgres::ticker_name(tickers, i32::try_from(asset).unwrap_or(-1));
-            (name, u64::try_from(qty).unwrap_or(0))
-        })
-        .collect();
-    Ok(Audit { ok, cash_total, shares, events: from_i64(events, "event count")? })
 }
 
 fn decimal(row: &Row<'_>, column: usize) -> Result<Decimal, StoreError> {

@@ -36,6 +36,11 @@ pub const POSTGRES: &[Migration] = &[
 pub const EMBEDDED: &[Migration] = &[
     Migration { version: 1, name: "init", sql: include_str!("../../sql/embedded/V1__init.sql") },
     Migration { version: 2, name: "player_profiles", sql: include_str!("../../sql/embedded/V2__player_profiles.sql") },
+    Migration {
+        version: 3,
+        name: "events_by_player",
+        sql: include_str!("../../sql/embedded/V3__events_by_player.sql"),
+    },
 ];
 
 /// Key of the advisory lock that keeps two migrating processes apart.
@@ -219,7 +224,7 @@ mod tests {
     #[test]
     fn sqlite_migrations_apply_once() {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1, 2]);
+        assert_eq!(migrate_sqlite(&mut conn).unwrap(), vec![1, 2, 3]);
         assert!(migrate_sqlite(&mut conn).unwrap().is_empty());
         conn.execute("UPDATE schema_migrations SET checksum = 'x'", []).unwrap();
         assert!(matches!(migrate_sqlite(&mut conn), Err(StoreError::Invalid(_))));

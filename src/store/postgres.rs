@@ -150,6 +150,24 @@ impl PostgresStore {
     /// # Errors
     /// As [`Self::connect_lazy`].
     pub fn connect_lazy_as(database_url: &str, pool_size: usize, instance: Option<&str>) -> Result<Self, StoreError> {
+        let store = Self::without_checkpoints(database_url, pool_size, instance)?;
+        start_checkpoints(&store.ledgers);
+        Ok(store)
+    }
+
+    /// A store for reading only (`stockbot audit` beside a live engine):
+    /// one connection, no background checkpoint, so it never writes what
+    /// another process owns. Checks that the server answers.
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub async fn connect_reader(database_url: &str) -> Result<Self, StoreError> {
+        let store = Self::without_checkpoints(database_url, 1, None)?;
+        store.ping().await?;
+        Ok(store)
+    }
+
+    fn without_checkpoints(database_url: &str, pool_size: usize, instance: Option<&str>) -> Result<Self, StoreError> {
         if pool_size == 0 {
             return Err(StoreError::Invalid("the PostgreSQL pool needs at least one connection".into()));
         }
@@ -161,8 +179,8 @@ impl PostgresStore {
             .keepalives_idle(Duration::from_millis(KEEPALIVE_IDLE_MS));
         if let Some(instance) = instance {
             config
-                .application_name(&lease::engine_application_name(instance))
-                .options(&format!("-c idle_in_transaction_session_timeout={ENGINE_IDLE_IN_TRANSACTION_MS}"));
+                .application_name(lease::engine_application_name(instance))
+                .options(format!("-c idle_in_transaction_session_timeout={ENGINE_IDLE_IN_TRANSACTION_MS}"));
         } else if config.get_application_name().is_none() {
             config.application_name("stockbot");
         }
@@ -178,7 +196,6 @@ impl PostgresStore {
             .map_err(|e| StoreError::Invalid(format!("cannot build the PostgreSQL pool: {e}")))?;
         let fence = Arc::new(FenceSlot::default());
         let ledgers = Ledgers::new(pool.clone(), Arc::clone(&fence));
-        start_checkpoints(&ledgers);
         Ok(Self { pool, ledgers, fence })
     }
 
@@ -237,6 +254,16 @@ impl PostgresStore {
     /// As any write.
     pub async fn checkpoint(&self) -> Result<(), StoreError> {
         self.ledgers.checkpoint().await
+    }
+
+    /// The conservation check over what is checkpointed, read-only: it
+    /// neither recovers nor writes anything, so any process may run it beside
+    /// a live engine (`stockbot audit`). Memory does not grow with the log.
+    ///
+    /// # Errors
+    /// As any read; `Invalid` for stored data that cannot be read back.
+    pub fn audit_checkpointed(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
+        self.run_within(AUDIT_TIMEOUT_MS, move |client| Box::pin(async move { audit::audit(client, &tickers).await }))
     }
 
     /// Runs `op` on a pooled connection within [`OPERATION_TIMEOUT_MS`].
@@ -389,13 +416,11 @@ impl Store for PostgresStore {
 
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
         let ledgers = Arc::clone(&self.ledgers);
-        let check = self
-            .run_within(AUDIT_TIMEOUT_MS, move |client| Box::pin(async move { audit::audit(client, &tickers).await }));
+        let check = self.audit_checkpointed(tickers);
         Box::pin(async move {
-            ledgers.recover().await?;
-            // No checkpoint between the flush and the audit's snapshot.
-            let _turn = ledgers.turn.lock().await;
-            ledgers.flush().await?;
+            // What this process committed is checkpointed first, so the audit
+            // covers it; the audit itself then reads without holding anything.
+            ledgers.checkpoint().await?;
             check.await
         })
     }
@@ -811,11 +836,6 @@ fn resting_order(row: &tokio_postgres::Row) -> Result<RestingOrder, StoreError> 
         reserved_cash: row.try_get(7).map_err(pg_error)?,
         placed_at_ms: row.try_get(8).map_err(pg_error)?,
     })
-}
-
-/// The ticker of a stored asset id, or `#id` for one the universe lacks.
-pub(crate) fn ticker_name(tickers: &[String], asset: i32) -> String {
-    usize::try_from(asset).ok().and_then(|index| tickers.get(index)).cloned().unwrap_or_else(|| format!("#{asset}"))
 }
 
 // ---- connections and errors -----------------------------------------------

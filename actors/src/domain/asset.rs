@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::factor::Dynamics;
 use super::ids::{AssetId, Ticker};
 use super::rejection::Rejection;
 
@@ -20,10 +21,26 @@ pub struct ModelParams {
     pub vol_daily: f64,
     /// Weight of the category factor in each move, in `[0, 1)`.
     pub sector_loading: f64,
-    /// GARCH(1,1) reaction to the last squared shock.
+    /// Weight of the market factor in each move (the asset's beta), in `[0, 2)`.
+    pub market_loading: f64,
+    /// GARCH reaction to the last squared shock.
     pub garch_alpha: f64,
-    /// GARCH(1,1) persistence of variance.
+    /// Extra GARCH reaction when the last shock was a fall (GJR; the
+    /// leverage effect): `garch_alpha + garch_gamma / 2 + garch_beta < 1`.
+    pub garch_gamma: f64,
+    /// GARCH persistence of variance.
     pub garch_beta: f64,
+    /// How much a drawn fall on news (the asset's own, its category's or
+    /// the market's, as it hits the asset) adds to the next minute's
+    /// variance, per squared log jump (gains add nothing); capped at
+    /// [`NEWS_VARIANCE_MULTIPLE_MAX`] times the long-run variance.
+    pub news_vol_response: f64,
+    /// Drawn losses on the asset's own news are this many times as large as
+    /// drawn gains, and that much rarer (a jump's mean stays 0); 1 is symmetric.
+    pub jump_down_scale: f64,
+    /// Skew of the asset's own diffusion shocks: falls `√skew` times wider,
+    /// rises `1/√skew`, mean 0 and variance 1 kept; 1 is symmetric.
+    pub shock_skew: f64,
     /// Half-life in days of the pull toward fair value.
     pub reversion_half_life_days: f64,
     /// Daily volatility of the fair value's own random walk.
@@ -48,8 +65,13 @@ impl Default for ModelParams {
             drift_daily: 0.0002,
             vol_daily: 0.025,
             sector_loading: 0.5,
+            market_loading: 0.0,
             garch_alpha: 0.10,
+            garch_gamma: 0.0,
             garch_beta: 0.88,
+            news_vol_response: 0.0,
+            jump_down_scale: 1.0,
+            shock_skew: 1.0,
             reversion_half_life_days: 5.0,
             fair_value_vol_daily: 0.005,
             jump_rate_daily: 0.3,
@@ -60,6 +82,90 @@ impl Default for ModelParams {
             spread_bps: 10.0,
         }
     }
+}
+
+/// Most a drawn fall on news raises an asset's variance, in multiples of its
+/// long-run variance (a 40 % crash must not make every later minute a crash).
+pub const NEWS_VARIANCE_MULTIPLE_MAX: f64 = 30.0;
+
+/// The market factor every asset moves with (by its `market_loading`), and
+/// the variance dynamics and news skew shared by it and the category factors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FactorSpec {
+    /// Daily volatility of the market factor.
+    pub market_vol_daily: f64,
+    /// Expected market-wide news jumps per day.
+    pub market_jump_rate_daily: f64,
+    /// Standard deviation of a market-wide jump's log size.
+    pub market_jump_sigma: f64,
+    /// GJR-GARCH of the market and category factors: reaction to the last
+    /// squared shock, extra reaction to a fall, persistence.
+    pub garch_alpha: f64,
+    pub garch_gamma: f64,
+    pub garch_beta: f64,
+    /// Drawn market and category news: losses this many times as large as
+    /// gains, and that much rarer; 1 is symmetric.
+    pub jump_down_scale: f64,
+    /// Skew of the factors' diffusion shocks (as `ModelParams::shock_skew`).
+    pub shock_skew: f64,
+}
+
+impl Default for FactorSpec {
+    /// No market factor; category factors as they were before it existed.
+    fn default() -> Self {
+        let d = Dynamics::default();
+        Self {
+            market_vol_daily: 0.0,
+            market_jump_rate_daily: 0.0,
+            market_jump_sigma: 0.0,
+            garch_alpha: d.alpha,
+            garch_gamma: d.gamma,
+            garch_beta: d.beta,
+            jump_down_scale: d.jump_down_scale,
+            shock_skew: d.shock_skew,
+        }
+    }
+}
+
+impl FactorSpec {
+    /// The variance dynamics and news skew of the factors.
+    #[must_use]
+    pub fn dynamics(&self) -> Dynamics {
+        Dynamics {
+            alpha: self.garch_alpha,
+            gamma: self.garch_gamma,
+            beta: self.garch_beta,
+            jump_down_scale: self.jump_down_scale,
+            shock_skew: self.shock_skew,
+        }
+    }
+
+    fn validate(&self) -> Result<(), UniverseError> {
+        let bad = |problem: &str| Err(UniverseError::BadFactors(problem.to_owned()));
+        if !(self.market_vol_daily >= 0.0 && self.market_vol_daily < 0.5) {
+            return bad("market_vol_daily must be in [0, 0.5)");
+        }
+        if !(self.market_jump_rate_daily >= 0.0 && self.market_jump_sigma >= 0.0) {
+            return bad("market jump parameters must be non-negative");
+        }
+        if !stationary(self.garch_alpha, self.garch_gamma, self.garch_beta) {
+            return bad("garch_alpha + garch_gamma / 2 + garch_beta must be < 1, each ≥ 0");
+        }
+        if !(skew_ok(self.jump_down_scale) && skew_ok(self.shock_skew)) {
+            return bad("jump_down_scale and shock_skew must be in [1/8, 8]");
+        }
+        Ok(())
+    }
+}
+
+/// Whether GJR-GARCH parameters keep a finite long-run variance.
+fn stationary(alpha: f64, gamma: f64, beta: f64) -> bool {
+    alpha >= 0.0 && gamma >= 0.0 && beta >= 0.0 && alpha + gamma / 2.0 + beta < 1.0
+}
+
+fn skew_ok(down_scale: f64) -> bool {
+    (0.125..=8.0).contains(&down_scale)
 }
 
 /// One tradable asset as configured.
@@ -107,6 +213,7 @@ pub struct Universe {
     categories: Vec<CategorySpec>,
     asset_category: Vec<usize>,
     by_ticker: HashMap<Ticker, AssetId>,
+    factors: FactorSpec,
 }
 
 /// Why a configured universe is unusable.
@@ -122,6 +229,8 @@ pub enum UniverseError {
     UnknownCategory { ticker: Ticker, category: String },
     #[error("asset {ticker}: {problem}")]
     BadAsset { ticker: Ticker, problem: String },
+    #[error("factors: {0}")]
+    BadFactors(String),
 }
 
 /// Most assets a universe may hold.
@@ -153,7 +262,23 @@ impl Universe {
                 return Err(UniverseError::DuplicateTicker(asset.ticker));
             }
         }
-        Ok(Self { assets, categories, asset_category, by_ticker })
+        Ok(Self { assets, categories, asset_category, by_ticker, factors: FactorSpec::default() })
+    }
+
+    /// The same universe with the market factor and factor dynamics of `factors`.
+    ///
+    /// # Errors
+    /// `BadFactors` when they are out of range.
+    pub fn with_factors(mut self, factors: FactorSpec) -> Result<Self, UniverseError> {
+        factors.validate()?;
+        self.factors = factors;
+        Ok(self)
+    }
+
+    /// The market factor and factor dynamics.
+    #[must_use]
+    pub fn factors(&self) -> &FactorSpec {
+        &self.factors
     }
 
     /// Looks an asset up by ticker.
@@ -225,8 +350,14 @@ fn validate_asset(asset: &AssetSpec) -> Result<(), UniverseError> {
     if !(0.0..1.0).contains(&m.sector_loading) {
         return bad("sector_loading must be in [0, 1)");
     }
-    if !(m.garch_alpha >= 0.0 && m.garch_beta >= 0.0 && m.garch_alpha + m.garch_beta < 1.0) {
-        return bad("garch_alpha + garch_beta must be < 1, both ≥ 0");
+    if !(0.0..2.0).contains(&m.market_loading) {
+        return bad("market_loading must be in [0, 2)");
+    }
+    if !stationary(m.garch_alpha, m.garch_gamma, m.garch_beta) {
+        return bad("garch_alpha + garch_gamma / 2 + garch_beta must be < 1, each ≥ 0");
+    }
+    if !(m.news_vol_response >= 0.0 && skew_ok(m.jump_down_scale) && skew_ok(m.shock_skew)) {
+        return bad("news_vol_response must be ≥ 0, jump_down_scale and shock_skew in [1/8, 8]");
     }
     if !(m.reversion_half_life_days > 0.0 && m.liquidity_shares >= 1.0 && m.spread_bps >= 0.0) {
         return bad("reversion_half_life_days and liquidity_shares must be positive");

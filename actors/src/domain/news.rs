@@ -97,6 +97,8 @@ pub enum HeadlineKind {
     Earnings,
     /// News about a whole category.
     CategoryNews,
+    /// News about the whole market.
+    MarketNews,
     /// News an operator injected (about an asset or a category).
     OperatorNews,
     /// The circuit breaker halted an asset.
@@ -120,6 +122,7 @@ impl HeadlineKind {
             Self::BreakerResume => 6,
             Self::OperatorHalt => 7,
             Self::OperatorResume => 8,
+            Self::MarketNews => 9,
         }
     }
 }
@@ -181,6 +184,18 @@ const CATEGORY_DOWN: [&str; 4] = [
     "{s} sector falls {p}% on new regulation",
     "{s} sector sinks {p}% on industry worries",
 ];
+const MARKET_UP: [&str; 4] = [
+    "Stocks rally {p}% as markets cheer upbeat data",
+    "Markets climb {p}% on a surprise rate cut",
+    "Broad rally lifts stocks {p}%",
+    "Stocks jump {p}% on trade deal hopes",
+];
+const MARKET_DOWN: [&str; 4] = [
+    "Stocks tumble {p}% in a market-wide selloff",
+    "Markets slide {p}% on recession fears",
+    "Broad selloff sinks stocks {p}%",
+    "Stocks drop {p}% as panic spreads",
+];
 const OPERATOR_UP: [&str; 2] = ["{s} jumps {p}% on breaking news", "{s} surges {p}% on breaking news"];
 const OPERATOR_DOWN: [&str; 2] = ["{s} drops {p}% on breaking news", "{s} plunges {p}% on breaking news"];
 const BREAKER_HALT: [&str; 3] =
@@ -230,8 +245,8 @@ pub struct CategoryMinute<'a> {
 pub struct AssetMinute<'a> {
     pub asset: AssetId,
     pub minute: u64,
-    /// The model's own news this minute (category news is reported once, by
-    /// the category).
+    /// The model's own news this minute (category and market news are
+    /// reported once, by the category or the market).
     pub news: Option<News>,
     /// Operator news about the asset that landed this minute, with its text.
     pub injected: Option<(News, Option<&'a str>)>,
@@ -274,8 +289,8 @@ impl Newsroom {
             (NewsKind::Scheduled, false) => (HeadlineKind::Earnings, &EARNINGS_DOWN),
             (NewsKind::Operator, true) => (HeadlineKind::OperatorNews, &OPERATOR_UP),
             (NewsKind::Operator, false) => (HeadlineKind::OperatorNews, &OPERATOR_DOWN),
-            (NewsKind::Asset | NewsKind::Category, true) => (HeadlineKind::AssetNews, &ASSET_UP),
-            (NewsKind::Asset | NewsKind::Category, false) => (HeadlineKind::AssetNews, &ASSET_DOWN),
+            (NewsKind::Asset | NewsKind::Category | NewsKind::Market, true) => (HeadlineKind::AssetNews, &ASSET_UP),
+            (NewsKind::Asset | NewsKind::Category | NewsKind::Market, false) => (HeadlineKind::AssetNews, &ASSET_DOWN),
         };
         let pct = move_pct(news.log_jump);
         let text = match text {
@@ -316,6 +331,17 @@ impl Newsroom {
         Some(Headline { at_ms, minute, ticker: None, category: Some(name.clone()), kind, move_pct: pct, text })
     }
 
+    /// The headline of news that hit the whole market (each asset moves by
+    /// its loading on the market factor).
+    #[must_use]
+    pub fn market_news(&self, minute: u64, at_ms: i64, news: News) -> Headline {
+        let table: &[&str] = if news.log_jump >= 0.0 { &MARKET_UP } else { &MARKET_DOWN };
+        let pct = move_pct(news.log_jump);
+        // The market's key sits apart from the categories' and the assets'.
+        let text = word(table, minute, 0x20_000, HeadlineKind::MarketNews, "", pct);
+        Headline { at_ms, minute, ticker: None, category: None, kind: HeadlineKind::MarketNews, move_pct: pct, text }
+    }
+
     /// The headline of a halt or a resumption of an asset, by the circuit
     /// breaker (`breaker`) or an operator; `None` for an unknown asset.
     #[must_use]
@@ -331,18 +357,19 @@ impl Newsroom {
         Some(Headline { at_ms, minute, ticker: Some(ticker.to_owned()), category, kind, move_pct: 0.0, text })
     }
 
-    /// Every headline of one market minute, in a fixed order: categories in
-    /// universe order (operator news first, then drawn news), then assets in
-    /// the order given (operator news, drawn news, breaker).
+    /// Every headline of one market minute, in a fixed order: market news,
+    /// categories in universe order (operator news first, then drawn news),
+    /// then assets in the order given (operator news, drawn news, breaker).
     #[must_use]
     pub fn minute_headlines(
         &self,
         minute: u64,
         at_ms: i64,
+        market: Option<News>,
         categories: &[CategoryMinute<'_>],
         assets: &[AssetMinute<'_>],
     ) -> Vec<Headline> {
-        let mut out = Vec::new();
+        let mut out: Vec<Headline> = market.map(|news| self.market_news(minute, at_ms, news)).into_iter().collect();
         for (index, item) in categories.iter().enumerate() {
             if let Some((news, text)) = item.injected {
                 out.extend(self.category_news(index, minute, at_ms, news, text));
@@ -355,7 +382,7 @@ impl Newsroom {
             if let Some((news, text)) = item.injected {
                 out.extend(self.asset_news(item.asset, item.minute, at_ms, news, text));
             }
-            if let Some(news) = item.news.filter(|news| news.kind != NewsKind::Category) {
+            if let Some(news) = item.news.filter(|news| !matches!(news.kind, NewsKind::Category | NewsKind::Market)) {
                 out.extend(self.asset_news(item.asset, item.minute, at_ms, news, None));
             }
             if let Some(halted) = item.breaker {
@@ -413,6 +440,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
     use super::*;
+    use crate::domain::asset::{AssetSpec, CategorySpec, ModelParams};
 
     fn headline(minute: u64) -> Headline {
         Headline {
@@ -447,6 +475,28 @@ mod tests {
         assert!(down.starts_with("Energy sector ") && down.contains("3.1%"), "{down}");
         assert!((move_pct(0.06) - 6.183_654_654_535_962).abs() < 1e-9);
         assert!(move_pct(-0.03) < 0.0);
+    }
+
+    #[test]
+    fn market_news_is_one_headline_before_the_categories() {
+        let categories =
+            vec![CategorySpec { name: "Tech".into(), vol_daily: 0.01, jump_rate_daily: 0.1, jump_sigma: 0.01 }];
+        let assets = vec![AssetSpec {
+            ticker: crate::domain::ids::Ticker::parse("ACME").unwrap(),
+            name: "Acme".into(),
+            category: "Tech".into(),
+            initial_price: rust_decimal::Decimal::from(50),
+            model: ModelParams::default(),
+        }];
+        let newsroom = Newsroom::new(&Universe::new(categories, assets).unwrap());
+        let crash = News { kind: NewsKind::Market, log_jump: -0.05 };
+        let category = CategoryMinute { news: Some(News { kind: NewsKind::Category, log_jump: 0.02 }), injected: None };
+        // The asset reports the market's news as its own; it is not repeated.
+        let asset = AssetMinute { asset: AssetId(0), minute: 3, news: Some(crash), injected: None, breaker: None };
+        let headlines = newsroom.minute_headlines(3, 0, Some(crash), &[category], &[asset]);
+        let kinds: Vec<HeadlineKind> = headlines.iter().map(|h| h.kind).collect();
+        assert_eq!(kinds, [HeadlineKind::MarketNews, HeadlineKind::CategoryNews]);
+        assert!(headlines[0].text.contains("4.9%") && headlines[0].move_pct < 0.0, "{:?}", headlines[0]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! The price model: each asset's latent log price under GARCH(1,1)
-//! volatility with calm/volatile regimes, mean reversion to a drifting fair
-//! value, random and scheduled news jumps, a category factor, and circuit
-//! breakers, plus operator news injected into an asset or a category. Maths
+//! The price model: each asset's latent log price under GJR-GARCH(1,1)
+//! volatility (falls raise it more than rises, and so does bad news) with
+//! calm/volatile regimes, mean reversion to a drifting fair value, random and
+//! scheduled news jumps skewed toward losses, the market and category
+//! factors (`factor`), and circuit breakers, plus operator news injected
+//! into an asset or a category. Maths
 //! runs in `f64`; it crosses into money only at the quote. One step is one
 //! market minute; every random draw comes from a seeded RNG, so a market
 //! replays exactly from its seed and its injections (an injection draws
@@ -14,7 +16,9 @@ use rand_distr::StandardNormal;
 use rand_pcg::Pcg64Mcg;
 use serde::{Deserialize, Serialize};
 
-use super::asset::{CategorySpec, ModelParams, Universe};
+use super::asset::{ModelParams, NEWS_VARIANCE_MULTIPLE_MAX, Universe};
+pub use super::factor::{SectorModel, SectorMove};
+use super::factor::{gjr, jump_mean, skew_shock, skewed};
 
 /// Market minutes per market day (the game trades around the clock).
 pub const MINUTES_PER_DAY: f64 = 1440.0;
@@ -35,7 +39,7 @@ const ENTER_VOLATILE_PER_MINUTE: f64 = 1.0 / MINUTES_PER_DAY;
 /// volatile about 14% of the time).
 const LEAVE_VOLATILE_PER_MINUTE: f64 = 1.0 / 240.0;
 /// A single shock never exceeds this many log units (keeps variance finite).
-const SHOCK_CAP: f64 = 0.5;
+pub(crate) const SHOCK_CAP: f64 = 0.5;
 /// Largest operator news jump, in log units (about +65% / −39%).
 pub const INJECTED_LOG_JUMP_MAX: f64 = 0.5;
 /// Most operator news waiting for one asset or category; one lands per minute.
@@ -50,6 +54,8 @@ pub enum NewsKind {
     Scheduled,
     /// News about the whole category.
     Category,
+    /// News about the whole market.
+    Market,
     /// News an operator injected (into the asset or its category).
     Operator,
 }
@@ -81,7 +87,7 @@ pub enum InjectError {
 }
 
 /// Queues `news` unless its jump is out of bounds or `queue` is full.
-fn enqueue(queue: &mut VecDeque<PendingNews>, news: PendingNews) -> Result<(), InjectError> {
+pub(crate) fn enqueue(queue: &mut VecDeque<PendingNews>, news: PendingNews) -> Result<(), InjectError> {
     if !news.log_jump.is_finite() || news.log_jump.abs() > INJECTED_LOG_JUMP_MAX {
         return Err(InjectError::OutOfBounds { log_jump: news.log_jump });
     }
@@ -92,89 +98,6 @@ fn enqueue(queue: &mut VecDeque<PendingNews>, news: PendingNews) -> Result<(), I
     Ok(())
 }
 
-/// The category factor's move in one minute, shared by its assets.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct SectorMove {
-    /// Log return of the factor (diffusion plus any jump).
-    pub log_return: f64,
-    /// Current per-minute variance of the factor.
-    pub variance: f64,
-    /// Category news this minute, if any.
-    pub news: Option<News>,
-    /// Operator news about the category this minute (its jump is in
-    /// `log_return` too).
-    pub injected: Option<News>,
-}
-
-/// One category's factor: GARCH(1,1) diffusion plus category news.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SectorModel {
-    vol_daily: f64,
-    jump_rate_daily: f64,
-    jump_sigma: f64,
-    variance: f64,
-    last_shock: f64,
-    rng: Pcg64Mcg,
-    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
-    pending: VecDeque<PendingNews>,
-}
-
-const SECTOR_GARCH_ALPHA: f64 = 0.08;
-const SECTOR_GARCH_BETA: f64 = 0.90;
-
-impl SectorModel {
-    /// A factor for `spec`, seeded from the market seed and category index.
-    #[must_use]
-    pub fn new(spec: &CategorySpec, seed: u64, index: usize) -> Self {
-        let long_run = per_minute_variance(spec.vol_daily);
-        Self {
-            vol_daily: spec.vol_daily,
-            jump_rate_daily: spec.jump_rate_daily,
-            jump_sigma: spec.jump_sigma,
-            variance: long_run,
-            last_shock: 0.0,
-            rng: Pcg64Mcg::seed_from_u64(mix_seed(seed, 0x5ec7_0000 + index as u64)),
-            pending: VecDeque::new(),
-        }
-    }
-
-    /// Queues operator news about the whole category for a coming step.
-    ///
-    /// # Errors
-    /// A jump beyond ±[`INJECTED_LOG_JUMP_MAX`], or a full queue.
-    pub fn inject(&mut self, news: PendingNews) -> Result<(), InjectError> {
-        enqueue(&mut self.pending, news)
-    }
-
-    /// The operator news the next step applies, if any.
-    #[must_use]
-    pub fn next_injection(&self) -> Option<&PendingNews> {
-        self.pending.front()
-    }
-
-    /// Advances the factor by one market minute.
-    pub fn step(&mut self) -> SectorMove {
-        let long_run = per_minute_variance(self.vol_daily);
-        self.variance = garch(long_run, SECTOR_GARCH_ALPHA, SECTOR_GARCH_BETA, self.variance, self.last_shock);
-        let z: f64 = self.rng.sample(StandardNormal);
-        let diffusion = self.variance.sqrt() * z;
-        let news = draw_jump(&mut self.rng, self.jump_rate_daily, self.jump_sigma)
-            .map(|log_jump| News { kind: NewsKind::Category, log_jump });
-        let jump = news.map_or(0.0, |n| n.log_jump);
-        // GARCH reacts to the diffusion only: a news jump is hundreds of
-        // minute-sigmas, and feeding it back would blow the variance up.
-        self.last_shock = diffusion.clamp(-SHOCK_CAP, SHOCK_CAP);
-        let injected = self.pending.pop_front().map(|p| News { kind: NewsKind::Operator, log_jump: p.log_jump });
-        // Added only when present, so a market without injections keeps its
-        // exact floating-point path.
-        let log_return = match injected {
-            Some(extra) => diffusion + jump + extra.log_jump,
-            None => diffusion + jump,
-        };
-        SectorMove { log_return, variance: self.variance, news, injected }
-    }
-}
-
 /// The latent price process of one asset.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssetModel {
@@ -183,6 +106,10 @@ pub struct AssetModel {
     log_fair: f64,
     variance: f64,
     last_shock: f64,
+    /// This minute's drawn news as it hit the asset (own, category, market),
+    /// for the next variance update.
+    #[serde(default)]
+    last_news_jump: f64,
     volatile: bool,
     minute: u64,
     earnings_phase_minutes: u64,
@@ -206,7 +133,8 @@ pub struct ModelTick {
     pub halted: bool,
     /// Market minutes left in the halt (0 when trading).
     pub halt_minutes_left: u64,
-    /// News that hit the asset this minute (its own, else its category's).
+    /// News that hit the asset this minute (its own, else its category's,
+    /// else the market's).
     pub news: Option<News>,
     /// Operator news about the asset itself that landed this minute.
     pub injected: Option<News>,
@@ -229,6 +157,7 @@ impl AssetModel {
             log_fair: log_price,
             variance: per_minute_variance(params.vol_daily),
             last_shock: 0.0,
+            last_news_jump: 0.0,
             volatile: false,
             minute: 0,
             earnings_phase_minutes: phase,
@@ -294,7 +223,7 @@ impl AssetModel {
         self.quoted_log_price.exp()
     }
 
-    /// Advances the asset by one market minute under its category's move.
+    /// Advances the asset by one market minute under its factors' move.
     pub fn step(&mut self, sector: &SectorMove) -> ModelTick {
         self.minute += 1;
         let p = self.params;
@@ -305,9 +234,10 @@ impl AssetModel {
         };
         let regime = if self.volatile { VOLATILE_REGIME_MULTIPLIER } else { 1.0 };
         let long_run = per_minute_variance(p.vol_daily);
-        self.variance = garch(long_run, p.garch_alpha, p.garch_beta, self.variance, self.last_shock);
+        self.variance = gjr(long_run, p.garch_alpha, p.garch_gamma, p.garch_beta, self.variance, self.last_shock)
+            + news_variance(p.news_vol_response, self.last_news_jump, long_run);
         let z: f64 = self.rng.sample(StandardNormal);
-        let innovation = self.variance.sqrt() * z;
+        let innovation = self.variance.sqrt() * skew_shock(z, p.shock_skew);
         let idiosyncratic = innovation * regime;
 
         let z_fair: f64 = self.rng.sample(StandardNormal);
@@ -316,6 +246,8 @@ impl AssetModel {
         let reversion = -reversion_rate * (self.log_price - self.log_fair);
 
         let news = self.draw_news();
+        // The compensator of the asset's own drawn news (whose mean is negative).
+        let compensator = -self.news_mean_per_minute();
         let injected = self.pending.pop_front().map(|p| News { kind: NewsKind::Operator, log_jump: p.log_jump });
         let drawn_jump = news.map_or(0.0, |n| n.log_jump);
         // Injected jumps are added only when present, so a market without
@@ -324,26 +256,33 @@ impl AssetModel {
             Some(extra) => drawn_jump + extra.log_jump,
             None => drawn_jump,
         };
-        let sector_part = p.sector_loading * sector.log_return;
+        let factor_part = p.sector_loading * sector.log_return + p.market_loading * sector.market_return;
         // News is information: the fair value moves with it, so mean
         // reversion does not undo it.
+        let sector_drawn = sector.news.map_or(0.0, |n| n.log_jump);
         let sector_jump = match sector.injected {
-            Some(extra) => sector.news.map_or(0.0, |n| n.log_jump) + extra.log_jump,
-            None => sector.news.map_or(0.0, |n| n.log_jump),
+            Some(extra) => sector_drawn + extra.log_jump,
+            None => sector_drawn,
         };
-        let total_jump = own_jump + p.sector_loading * sector_jump;
+        let market_jump = sector.market_news.map_or(0.0, |n| n.log_jump);
+        let total_jump = own_jump + p.sector_loading * sector_jump + p.market_loading * market_jump;
         self.log_fair += total_jump;
+        // Bad news raises volatility (operator news does not: its jump is
+        // all the operator asked for).
+        self.last_news_jump = drawn_jump + p.sector_loading * sector_drawn + p.market_loading * market_jump;
 
         let shock = (idiosyncratic + own_jump).clamp(-SHOCK_CAP, SHOCK_CAP);
         // GARCH sees its own innovation, before the regime multiplier and
         // without jumps: fed the regime-scaled shock, its persistence would be
         // alpha * multiplier² + beta, above 1 (explosive) in the volatile
-        // regime; fed a news jump (hundreds of minute-sigmas), it would spike
-        // the variance for hours.
+        // regime; news reaches it through `news_variance`, bounded.
         self.last_shock = innovation.clamp(-SHOCK_CAP, SHOCK_CAP);
-        self.log_price += shock + sector_part + reversion;
+        self.log_fair += compensator;
+        self.log_price += shock + factor_part + reversion + compensator;
 
-        let conditional_variance = self.variance * regime * regime + p.sector_loading.powi(2) * sector.variance;
+        let conditional_variance = self.variance * regime * regime
+            + p.sector_loading.powi(2) * sector.variance
+            + p.market_loading.powi(2) * sector.market_variance;
         let sigma_daily = (conditional_variance * MINUTES_PER_DAY).sqrt();
         self.apply_breaker();
         let halted = self.minute < self.halted_until_minute;
@@ -352,9 +291,19 @@ impl AssetModel {
             sigma_daily,
             halted,
             halt_minutes_left: self.halted_until_minute.saturating_sub(self.minute),
-            news: news.or(sector.news),
+            news: news.or(sector.news).or(sector.market_news),
             injected,
         }
+    }
+
+    /// The mean log move per minute of the asset's own drawn news.
+    fn news_mean_per_minute(&self) -> f64 {
+        let p = &self.params;
+        let random = p.jump_rate_daily / MINUTES_PER_DAY * jump_mean(p.jump_sigma, p.jump_down_scale);
+        let interval = (p.earnings_interval_days * MINUTES_PER_DAY).round();
+        let scheduled =
+            if interval >= 1.0 { jump_mean(p.earnings_jump_sigma, p.jump_down_scale) / interval } else { 0.0 };
+        random + scheduled
     }
 
     fn draw_news(&mut self) -> Option<News> {
@@ -364,11 +313,12 @@ impl AssetModel {
         let interval = interval.max(0.0) as u64;
         let scheduled = interval > 0 && (self.minute + self.earnings_phase_minutes).is_multiple_of(interval);
         if scheduled {
-            let z: f64 = self.rng.sample(StandardNormal);
-            return Some(News { kind: NewsKind::Scheduled, log_jump: z * p.earnings_jump_sigma });
+            let log_jump = skewed(&mut self.rng, p.earnings_jump_sigma, p.jump_down_scale);
+            return Some(News { kind: NewsKind::Scheduled, log_jump });
         }
-        let (rate, sigma) = (p.jump_rate_daily, p.jump_sigma);
-        draw_jump(&mut self.rng, rate, sigma).map(|log_jump| News { kind: NewsKind::Asset, log_jump })
+        let (rate, sigma, down) = (p.jump_rate_daily, p.jump_sigma, p.jump_down_scale);
+        super::factor::draw_jump(&mut self.rng, rate, sigma, down)
+            .map(|log_jump| News { kind: NewsKind::Asset, log_jump })
     }
 
     /// Circuit breaker: freeze the quote when the latent price left the
@@ -406,8 +356,13 @@ impl MarketModel {
     /// Builds the model of `universe` from `seed`.
     #[must_use]
     pub fn new(universe: &Universe, seed: u64) -> Self {
-        let sectors =
-            universe.categories().iter().enumerate().map(|(index, spec)| SectorModel::new(spec, seed, index)).collect();
+        let factors = universe.factors();
+        let sectors = universe
+            .categories()
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| SectorModel::new(spec, factors, seed, index))
+            .collect();
         let assets = universe
             .assets()
             .iter()
@@ -447,24 +402,18 @@ impl MarketModel {
     }
 }
 
-/// GARCH(1,1) variance update toward `long_run`.
-fn garch(long_run: f64, alpha: f64, beta: f64, variance: f64, last_shock: f64) -> f64 {
-    let omega = long_run * (1.0 - alpha - beta);
-    omega + alpha * last_shock * last_shock + beta * variance
-}
-
-fn per_minute_variance(vol_daily: f64) -> f64 {
-    vol_daily * vol_daily / MINUTES_PER_DAY
-}
-
-fn draw_jump(rng: &mut Pcg64Mcg, rate_daily: f64, sigma: f64) -> Option<f64> {
-    let chance = rate_daily / MINUTES_PER_DAY;
-    if rng.random::<f64>() < chance {
-        let z: f64 = rng.sample(StandardNormal);
-        Some(z * sigma)
-    } else {
-        None
+/// What a drawn fall of `log_jump` (as it hit the asset) adds to the next
+/// minute's variance: `response · log_jump²`, at most
+/// [`NEWS_VARIANCE_MULTIPLE_MAX`] long-run variances; a gain adds nothing.
+fn news_variance(response: f64, log_jump: f64, long_run: f64) -> f64 {
+    if log_jump >= 0.0 || response <= 0.0 {
+        return 0.0;
     }
+    (response * log_jump * log_jump).min(NEWS_VARIANCE_MULTIPLE_MAX * long_run)
+}
+
+pub(crate) fn per_minute_variance(vol_daily: f64) -> f64 {
+    vol_daily * vol_daily / MINUTES_PER_DAY
 }
 
 /// SplitMix64 finaliser: independent streams from one seed.

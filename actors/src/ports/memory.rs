@@ -3,6 +3,7 @@
 //! really checks the one against the other. It can be switched off to play
 //! an outage.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,11 +12,9 @@ use crate::domain::account::Account;
 use crate::domain::event::Stamped;
 use crate::domain::ids::PlayerId;
 
-use rust_decimal::Decimal;
-
 use rustc_hash::FxHashMap;
 
-use super::reconcile::Reconciliation;
+use super::reconcile::{Balances, PlayerReplay, Tally};
 use super::{Audit, BoxFuture, Candle, EventBatch, MarketSnapshot, Store, StoreError, TradeRecord};
 use crate::domain::event::Event;
 use crate::domain::ids::AssetId;
@@ -146,32 +145,32 @@ impl Store for MemoryStore {
 
     fn audit(&self, tickers: Arc<Vec<String>>) -> BoxFuture<Result<Audit, StoreError>> {
         let result = self.with(|inner| {
-            let mut expected = Reconciliation::default();
+            // In memory anyway: every player's log at once, then player by player.
+            let mut logs: BTreeMap<PlayerId, PlayerReplay> = BTreeMap::new();
             for stamped in inner.events() {
-                expected.apply(&stamped.event);
+                let Some(player) = stamped.event.player() else { continue };
+                let replay = logs.entry(player).or_insert_with(|| PlayerReplay::new(u64::MAX));
+                match &stamped.event {
+                    Event::Traded(trade) => replay.fill(stamped.seq, trade),
+                    event => replay.event(stamped.seq, event.clone()),
+                }
             }
-            let mut stored = Reconciliation::default();
-            let mut negative = false;
-            for (player, account) in &inner.accounts {
-                negative |= account.cash < Decimal::ZERO;
-                stored.hold(
-                    *player,
-                    account.cash,
-                    account.positions.iter().map(|p| (p.asset.index(), i128::from(p.qty))),
-                );
+            let mut players: Vec<PlayerId> = logs.keys().chain(inner.accounts.keys()).copied().collect();
+            players.sort_unstable();
+            players.dedup();
+            let mut tally = Tally::default();
+            for player in players {
+                let expected = logs.remove(&player).map(PlayerReplay::finish).unwrap_or_default();
+                let stored = inner.accounts.get(&player).map(|account| {
+                    let mut balances = Balances { cash: account.cash, ..Balances::default() };
+                    for position in &account.positions {
+                        balances.hold(position.asset.index(), i128::from(position.qty));
+                    }
+                    balances
+                });
+                tally.settle(&expected, stored.as_ref());
             }
-            expected.shares.retain(|_, qty| *qty != 0);
-            stored.shares.retain(|_, qty| *qty != 0);
-            let ok = !negative && expected.shares == stored.shares && expected.cash_total() == stored.cash_total();
-            let shares = stored
-                .shares_per_asset()
-                .iter()
-                .map(|(asset, qty)| {
-                    let ticker = tickers.get(*asset).cloned().unwrap_or_else(|| format!("#{asset}"));
-                    (ticker, u64::try_from(*qty).unwrap_or(0))
-                })
-                .collect();
-            Ok(Audit { ok, cash_total: stored.cash_total(), shares, events: inner.len as u64 })
+            Ok(tally.into_audit(&tickers, inner.len as u64))
         });
         Box::pin(async move { result })
     }

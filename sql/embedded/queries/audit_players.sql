@@ -1,1 +1,2 @@
-SELECT player, cash FROM players
+-- Every stored ledger's cash, player by player (the primary key's order).
+SELECT player, cash FROM players ORDER BY player

@@ -300,7 +300,7 @@ impl LeaseSession {
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
             .keepalives(true)
             .keepalives_idle(Duration::from_millis(KEEPALIVE_IDLE_MS))
-            .application_name(&engine_application_name(instance));
+            .application_name(engine_application_name(instance));
         let connect = tokio::time::timeout(Duration::from_millis(CONNECT_TIMEOUT_MS), config.connect(NoTls));
         let (client, connection) = connect
             .await
