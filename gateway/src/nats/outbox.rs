@@ -55,6 +55,7 @@ pub async fn run(link: Link, sender: SenderHandle, metrics: Arc<OutboxMetrics>, 
 
 /// Pulls and delivers until the consumer fails.
 async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
+    let mut reconnected = link.reconnections();
     let consumer = async {
         let stream = link.jetstream.get_stream(OUTBOX_STREAM).await.map_err(|e| e.to_string())?;
         let config = pull::Config {
@@ -74,7 +75,15 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
             return;
         }
     };
-    while let Some(message) = messages.next().await {
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            _ = reconnected.changed() => {
+                tracing::info!("NATS is back: pulling the outbox anew");
+                return;
+            }
+        };
+        let Some(message) = message else { return };
         let message = match message {
             Ok(message) => message,
             Err(error) => {
