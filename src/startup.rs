@@ -326,4 +326,3 @@ pub async fn open_coordinator(settings: &Settings) -> Arc<dyn Coordinator> {
     }
     Arc::new(LocalCoordinator::new())
 }
-
