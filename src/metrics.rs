@@ -69,26 +69,31 @@ pub fn render_sender(metrics: &gateway::sender::SenderMetrics) -> String {
         ("stockbot_telegram_blocked_total", "counter", "Chats found to have blocked the bot.", get(&metrics.blocked)),
         (
             "stockbot_telegram_budget_waits_total",
+            "counter",
             "Sends the shared budget had no room for yet.",
             get(&metrics.budget_waits),
         ),
         (
             "stockbot_telegram_budget_freezes_total",
+            "counter",
             "Freezes put on the send budget after a 429.",
             get(&metrics.budget_freezes),
         ),
         (
             "stockbot_telegram_budget_fallbacks_total",
+            "counter",
             "Times the shared send budget stopped answering and the local one took over.",
             get(&metrics.budget_fallbacks),
         ),
         (
             "stockbot_telegram_blocked_marks_total",
+            "counter",
             "Blocked chats marked in the send budget.",
             get(&metrics.blocked_marks),
         ),
         (
             "stockbot_telegram_blocked_elsewhere_total",
+            "counter",
             "Messages dropped because another sender saw their chat block the bot.",
             get(&metrics.blocked_elsewhere),
         ),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::fake_telegram::{Call, FakeTelegram};
 use common::proxy::Proxy;
-use fred::prelude::{ClientLike, SortedSetsInterface};
+use fred::prelude::{ClientLike, LuaInterface, SortedSetsInterface};
 use stockbot::telegram::reply::Reply;
 use stockbot::telegram::sender::budget::{RedisBudget, RedisBudgetOptions, SendBudget};
 use stockbot::telegram::sender::{Outgoing, RateLimits, SendError, SenderHandle, make_bot, start_sender_with_budget};
