@@ -70,7 +70,7 @@ pub fn render_sender(metrics: &gateway::sender::SenderMetrics) -> String {
         (
             "stockbot_telegram_budget_waits_total",
             "counter",
-            "Sends the shared budget had no room for yet.",
+            "Sends that waited for room in the send budget.",
             get(&metrics.budget_waits),
         ),
         (

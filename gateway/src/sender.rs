@@ -108,7 +108,9 @@ pub struct SenderMetrics {
     pub retried_429: AtomicU64,
     /// Chats found to have blocked the bot.
     pub blocked: AtomicU64,
-    /// Sends the budget had no room for yet (each asked again later).
+    /// Sends that had to wait for room in the budget: refused (and asked
+    /// again later), or held back because the grant before them filled
+    /// their chat's window.
     pub budget_waits: AtomicU64,
     /// Freezes this sender put on the budget after a 429.
     pub budget_freezes: AtomicU64,

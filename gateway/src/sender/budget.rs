@@ -28,8 +28,10 @@ pub const SECOND_MS: u64 = 1_000;
 /// The answer for one chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
-    /// One send to the chat is counted in every window: send it now.
-    Granted,
+    /// One send to the chat is counted in every window: send it now. If
+    /// this send filled the chat's window, `next_at` is when it has room
+    /// again (no use asking before).
+    Granted { next_at: Option<Instant> },
     /// No room: ask again at `until` (nothing was counted).
     Wait { until: Instant, scope: Scope },
     /// The chat blocked the bot (as some sender learned): do not send.

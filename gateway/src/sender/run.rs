@@ -23,6 +23,8 @@ use super::{DRAIN_MAX_MS, SenderMetrics};
 enum Event {
     /// A request (or a refused grant) is done.
     Done(Done),
+    /// A grant filled the chat's window until `until`.
+    Paced { chat_id: i64, until: Instant },
     /// The budget answered a batch (its `Done`s were sent before this).
     Granted { local: bool },
 }
@@ -75,6 +77,7 @@ impl Drop for StopGuard {
 }
 
 /// The spawned parts of the task: they report back on `events`.
+#[derive(Clone)]
 struct Spawner {
     bot: Bot,
     token: Arc<str>,
@@ -97,19 +100,17 @@ impl Spawner {
     /// Asks the budget for one send to each chat of `batch`; sends the
     /// granted ones, gives the others back as `Wait`/`BlockedElsewhere`.
     fn grant(&self, batch: Vec<Dispatch>, now: Instant) {
-        let this = Self {
-            bot: self.bot.clone(),
-            token: Arc::clone(&self.token),
-            budget: Arc::clone(&self.budget),
-            events: self.events.clone(),
-        };
+        let this = self.clone();
         tokio::spawn(async move {
             let chats = batch.iter().map(|d| if let Lane::Chat(chat) = d.lane { chat } else { 0 }).collect();
             let grants = this.budget.try_take(chats, now).await;
             let mut answers = grants.grants.into_iter();
             for dispatch in batch {
                 let outcome = match answers.next() {
-                    Some(Grant::Granted) => {
+                    Some(Grant::Granted { next_at }) => {
+                        if let (Some(until), Lane::Chat(chat_id)) = (next_at, dispatch.lane) {
+                            let _ = this.events.send(Event::Paced { chat_id, until });
+                        }
                         this.request(dispatch);
                         continue;
                     }
@@ -191,6 +192,7 @@ pub(super) async fn run(
                 while let Some(event) = next {
                     match event {
                         Event::Done(done) => scheduler.complete(done, now),
+                        Event::Paced { chat_id, until } => scheduler.pace(chat_id, until),
                         Event::Granted { local } => {
                             scheduler.granted();
                             if local && !on_local {

@@ -220,6 +220,17 @@ impl Scheduler {
         self.granting = chats.len() > first;
     }
 
+    /// The budget's grant filled `chat_id`'s window until `until`: its next
+    /// message is not asked for before then.
+    pub(super) fn pace(&mut self, chat_id: i64, until: Instant) {
+        if let Some(chat) = self.chats.get_mut(&chat_id) {
+            chat.not_before = chat.not_before.max(until);
+            if !chat.queue.is_empty() {
+                self.metrics.budget_waits.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The budget has answered the batch (its outcomes are in).
     pub(super) fn granted(&mut self) {
         self.granting = false;

@@ -120,8 +120,9 @@ impl State {
             return Grant::Wait { until: free, scope: Scope::Chat };
         }
         chat.record(now);
+        let next = chat.next_free(now);
         self.global.record(now);
-        Grant::Granted
+        Grant::Granted { next_at: (next > now).then_some(next) }
     }
 
     fn sweep_if_due(&mut self, now: Instant) {
@@ -169,6 +170,8 @@ mod tests {
 
     use super::*;
 
+    const GRANTED: Grant = Grant::Granted { next_at: None };
+
     const fn ms(ms: u64) -> Duration {
         Duration::from_millis(ms)
     }
@@ -182,9 +185,9 @@ mod tests {
         let t0 = Instant::now();
         let budget = LocalBudget::new(limits(3, 1, 2));
         let grants = budget.take(&[1, 1, -5, -5, -5], t0);
-        assert_eq!(grants[0], Grant::Granted);
+        assert_eq!(grants[0], Grant::Granted { next_at: Some(t0 + ms(1_000)) });
         assert_eq!(grants[1], Grant::Wait { until: t0 + ms(1_000), scope: Scope::Chat });
-        assert_eq!(grants[2..4], [Grant::Granted, Grant::Granted]);
+        assert_eq!(grants[2..4], [GRANTED, Grant::Granted { next_at: Some(t0 + ms(60_000)) }]);
         assert_eq!(grants[4], Grant::Wait { until: t0 + ms(1_000), scope: Scope::Global });
         assert_eq!(budget.take(&[-5], t0 + ms(1_000)), [Grant::Wait { until: t0 + ms(60_000), scope: Scope::Chat }]);
     }
@@ -192,16 +195,16 @@ mod tests {
     #[test]
     fn a_freeze_holds_every_chat_and_a_mark_blocks_one() {
         let t0 = Instant::now();
-        let budget = LocalBudget::new(RateLimits::default());
+        let budget = LocalBudget::new(limits(30, 2, 20));
         budget.freeze_until(t0 + ms(3_000));
         budget.freeze_until(t0 + ms(1_000));
         assert_eq!(budget.take(&[1], t0), [Grant::Wait { until: t0 + ms(3_000), scope: Scope::Global }]);
-        assert_eq!(budget.take(&[1], t0 + ms(3_000)), [Grant::Granted]);
+        assert_eq!(budget.take(&[1], t0 + ms(3_000)), [GRANTED]);
         budget.mark(2, t0);
         assert_eq!(budget.take(&[2], t0 + ms(3_000)), [Grant::Blocked]);
         budget.clear(2);
-        assert_eq!(budget.take(&[2], t0 + ms(3_000)), [Grant::Granted]);
+        assert_eq!(budget.take(&[2], t0 + ms(3_000)), [GRANTED]);
         budget.mark(3, t0);
-        assert_eq!(budget.take(&[3], t0 + ms(BLOCKED_TTL_MS)), [Grant::Granted], "marks expire");
+        assert_eq!(budget.take(&[3], t0 + ms(BLOCKED_TTL_MS)), [GRANTED], "marks expire");
     }
 }

@@ -32,7 +32,8 @@ use crate::sender::{BLOCKED_TTL_MS, RateLimits};
 /// n chat windows, then the n blocked marks. ARGV: global limit, global
 /// span ms, n, then per chat its limit and span ms. Returns 2n integers:
 /// per chat a kind (0 granted, 1 wait global, 2 wait chat, 3 blocked) and
-/// the wait in ms.
+/// the wait in ms (for a grant: until the chat's window has room again,
+/// 0 if it has room now).
 const TAKE_LUA: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -70,7 +71,9 @@ for i = 1, n do
       redis.call('ZADD', KEYS[1], now, member)
       redis.call('PEXPIRE', KEYS[1], gspan)
       gcount = gcount + 1
-      out[#out + 1] = 0; out[#out + 1] = 0
+      local next = 0
+      if redis.call('ZCARD', chat) >= limit then next = wait_of(chat, span) end
+      out[#out + 1] = 0; out[#out + 1] = next
     end
   end
 end
@@ -262,7 +265,7 @@ impl Inner {
             Some(grants) => {
                 for (chat, grant) in chats.iter().zip(&grants) {
                     match grant {
-                        Grant::Granted => self.local.record(*chat, now),
+                        Grant::Granted { .. } => self.local.record(*chat, now),
                         Grant::Blocked => self.local.mark(*chat, now),
                         Grant::Wait { .. } => {}
                     }
@@ -314,7 +317,8 @@ fn decode(reply: &[i64], n: usize, now: Instant) -> Option<Vec<Grant>> {
     reply
         .chunks_exact(2)
         .map(|pair| match *pair {
-            [0, _] => Some(Grant::Granted),
+            [0, 0] => Some(Grant::Granted { next_at: None }),
+            [0, ms] => Some(Grant::Granted { next_at: Some(wait(ms)) }),
             [1, ms] => Some(Grant::Wait { until: wait(ms), scope: Scope::Global }),
             [2, ms] => Some(Grant::Wait { until: wait(ms), scope: Scope::Chat }),
             [3, _] => Some(Grant::Blocked),
@@ -393,8 +397,9 @@ mod tests {
     #[test]
     fn script_replies_decode_to_grants() {
         let now = Instant::now();
-        let grants = decode(&[0, 0, 1, 250, 2, 900, 3, 0], 4, now).unwrap();
-        assert_eq!(grants[0], Grant::Granted);
+        let grants = decode(&[0, 0, 1, 250, 2, 900, 3, 0, 0, 1_000], 5, now).unwrap();
+        assert_eq!(grants[0], Grant::Granted { next_at: None });
+        assert_eq!(grants[4], Grant::Granted { next_at: Some(now + Duration::from_millis(1_000)) });
         assert_eq!(grants[1], Grant::Wait { until: now + Duration::from_millis(250), scope: Scope::Global });
         assert_eq!(grants[2], Grant::Wait { until: now + Duration::from_millis(900), scope: Scope::Chat });
         assert_eq!(grants[3], Grant::Blocked);
