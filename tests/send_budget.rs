@@ -272,3 +272,21 @@ fn the_budget_goes_back_to_redis_when_it_answers_again() {
     });
     rig.runtime.block_on(client.quit()).unwrap();
 }
+
+#[test]
+fn connect_puts_the_sender_on_the_redis_budget_under_the_configured_prefix() {
+    let rig = Rig::new();
+    let mut settings = stockbot::config::Settings::load_from(None).unwrap();
+    settings.telegram.bot_token = Some(serde_json::from_value(serde_json::json!(rig.fake.token)).unwrap());
+    settings.telegram.api_url = Some(rig.fake.base_url.clone());
+    settings.telegram.mode = Some("polling".to_owned());
+    settings.redis_url = Some(serde_json::from_value(serde_json::json!(redis_url())).unwrap());
+    settings.redis_prefix = rig.prefix.clone();
+    let client = rig.runtime.block_on(stockbot::telegram::front::connect(&settings)).unwrap().unwrap();
+    client.sender.send(text(61, "through connect")).unwrap();
+    rig.fake.wait_for_messages(61, 1, WAIT);
+    let redis = rig.runtime.block_on(redis_client());
+    let window: i64 = rig.runtime.block_on(redis.zcard(format!("{}send:chat:61", rig.prefix))).unwrap();
+    assert_eq!(window, 1, "the send was counted in the shared window");
+    rig.runtime.block_on(redis.quit()).unwrap();
+}

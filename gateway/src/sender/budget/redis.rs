@@ -204,9 +204,10 @@ impl Inner {
         format!("{}{what}", self.prefix)
     }
 
+    /// Whether the last failure is long enough ago to try Redis again.
     fn worth_trying(&self) -> bool {
         let skip = *self.skip_until.lock().unwrap_or_else(PoisonError::into_inner);
-        self.client.is_connected() && skip.is_none_or(|until| Instant::now() >= until)
+        skip.is_none_or(|until| Instant::now() >= until)
     }
 
     fn failed(&self, what: &str, error: &str) {
@@ -230,6 +231,11 @@ impl Inner {
         F: Future<Output = Result<T, fred::error::Error>>,
     {
         if !self.worth_trying() {
+            return None;
+        }
+        if !self.client.is_connected() {
+            // Fails at once rather than queueing behind the reconnection.
+            self.failed(what, "not connected");
             return None;
         }
         let timeout = Duration::from_millis(self.options.command_timeout_ms.max(1));
