@@ -168,6 +168,10 @@ impl SendBudget for LocalBudget {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+    use proptest::prelude::*;
+
+    use crate::sender::budget::GROUP_SPAN_MS;
+
     use super::*;
 
     const GRANTED: Grant = Grant::Granted { next_at: None };
@@ -206,5 +210,40 @@ mod tests {
         assert_eq!(budget.take(&[2], t0 + ms(3_000)), [GRANTED]);
         budget.mark(3, t0);
         assert_eq!(budget.take(&[3], t0 + ms(BLOCKED_TTL_MS)), [GRANTED], "marks expire");
+    }
+
+    proptest! {
+        /// Whatever the arrivals, over chats and groups, no window of a
+        /// span ever holds more grants than its limit: globally, per chat.
+        #[test]
+        fn grants_never_overfill_a_window(
+            global in 1u32..6,
+            chat in 1u32..3,
+            group in 1u32..4,
+            arrivals in proptest::collection::vec((0u64..400, -3i64..4), 1..300),
+        ) {
+            let t0 = Instant::now();
+            let budget = LocalBudget::new(limits(global, chat, group));
+            let mut now = t0;
+            let mut granted: Vec<(Instant, i64)> = Vec::new();
+            for (gap, chat_id) in arrivals {
+                now += ms(gap);
+                for grant in budget.take(&[chat_id], now) {
+                    if matches!(grant, Grant::Granted { .. }) {
+                        granted.push((now, chat_id));
+                    }
+                }
+            }
+            let most = |span: Duration, of: &dyn Fn(i64) -> bool| {
+                let times: Vec<Instant> = granted.iter().filter(|(_, c)| of(*c)).map(|(at, _)| *at).collect();
+                (0..times.len()).map(|i| times[i..].iter().take_while(|at| **at < times[i] + span).count()).max()
+            };
+            let limit = |n: u32| Some(usize::try_from(n).unwrap());
+            prop_assert!(most(ms(SECOND_MS), &|_| true) <= limit(global));
+            for id in -3i64..4 {
+                let (span, n) = if id > 0 { (SECOND_MS, chat) } else { (GROUP_SPAN_MS, group) };
+                prop_assert!(most(ms(span), &|c| c == id) <= limit(n), "chat {id}");
+            }
+        }
     }
 }
