@@ -326,3 +326,4 @@ pub async fn open_coordinator(settings: &Settings) -> Arc<dyn Coordinator> {
     }
     Arc::new(LocalCoordinator::new())
 }
+

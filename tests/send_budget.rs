@@ -26,7 +26,7 @@ use stockbot::telegram::sender::{Outgoing, RateLimits, SendError, SenderHandle, 
 
 const WAIT: Duration = Duration::from_secs(60);
 /// How much later than its grant a send may reach the fake, at most.
-const JITTER: Duration = Duration::from_millis(300);
+const JITTER: Duration = Duration::from_millis(500);
 const CLOSED_URL: &str = "redis://127.0.0.1:1";
 
 fn redis_url() -> String {
