@@ -21,7 +21,7 @@ use common::fake_telegram::{Call, FakeTelegram};
 use common::proxy::Proxy;
 use fred::prelude::{ClientLike, LuaInterface, SortedSetsInterface};
 use stockbot::telegram::reply::Reply;
-use stockbot::telegram::sender::budget::{RedisBudget, RedisBudgetOptions, SendBudget};
+use stockbot::telegram::sender::budget::{Grant, LocalBudget, RedisBudget, RedisBudgetOptions, Scope, SendBudget};
 use stockbot::telegram::sender::{Outgoing, RateLimits, SendError, SenderHandle, make_bot, start_sender_with_budget};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -289,4 +289,55 @@ fn connect_puts_the_sender_on_the_redis_budget_under_the_configured_prefix() {
     let window: i64 = rig.runtime.block_on(redis.zcard(format!("{}send:chat:61", rig.prefix))).unwrap();
     assert_eq!(window, 1, "the send was counted in the shared window");
     rig.runtime.block_on(redis.quit()).unwrap();
+}
+
+/// A grant's shape: its variant and scope, and how far off its time is.
+fn shape(grant: Grant, now: Instant) -> (&'static str, Option<Duration>) {
+    let ahead = |at: Instant| at.saturating_duration_since(now);
+    match grant {
+        Grant::Granted { next_at } => ("granted", next_at.map(ahead)),
+        Grant::Wait { until, scope: Scope::Global } => ("wait global", Some(ahead(until))),
+        Grant::Wait { until, scope: Scope::Chat } => ("wait chat", Some(ahead(until))),
+        Grant::Blocked => ("blocked", None),
+    }
+}
+
+/// The same calls on `budget` give the same answers, whichever budget it is.
+async fn budget_contract(budget: &dyn SendBudget) {
+    let now = Instant::now();
+    let grants = budget.try_take(vec![1, 1, -5, -5, -5, 2], now).await;
+    assert!(!grants.local, "answered by the budget itself");
+    let shapes: Vec<_> = grants.grants.iter().map(|grant| shape(*grant, now)).collect();
+    let kinds: Vec<_> = shapes.iter().map(|(kind, _)| *kind).collect();
+    assert_eq!(kinds, ["granted", "wait chat", "granted", "granted", "wait global", "wait global"]);
+    let second = Duration::from_secs(1);
+    // Times are reckoned from when the answer came, a round trip after `now`.
+    let within = |ahead: Option<Duration>, most: Duration| {
+        ahead.is_some_and(|a| a > Duration::ZERO && a <= most + Duration::from_millis(500))
+    };
+    assert!(within(shapes[0].1, second), "the private chat is full for up to a second: {shapes:?}");
+    assert!(within(shapes[1].1, second), "{shapes:?}");
+    assert_eq!(shapes[2].1, None, "the group has room for one more");
+    assert!(within(shapes[3].1, Duration::from_secs(60)) && shapes[3].1 > Some(second), "{shapes:?}");
+    assert!(within(shapes[4].1, second), "{shapes:?}");
+    // A freeze holds every chat; a mark blocks one until lifted.
+    budget.freeze(Duration::from_secs(30), now).await;
+    assert!(budget.is_frozen(Instant::now()).await);
+    budget.mark_blocked(7, now).await;
+    assert!(budget.is_blocked(7, Instant::now()).await);
+    let later = Instant::now();
+    let grants = budget.try_take(vec![7, 8], later).await.grants;
+    assert_eq!(grants[0], Grant::Blocked);
+    assert!(matches!(shape(grants[1], later), ("wait global", Some(a)) if a > Duration::from_secs(20)));
+    budget.unblock(7).await;
+    assert!(!budget.is_blocked(7, Instant::now()).await);
+}
+
+#[test]
+fn the_redis_budget_answers_as_the_local_one_does() {
+    let mut rig = Rig::new();
+    let budget_limits = limits(3, 1, 2);
+    let (_, redis) = rig.sender(&redis_url(), budget_limits);
+    rig.runtime.block_on(budget_contract(redis.as_ref()));
+    rig.runtime.block_on(budget_contract(&LocalBudget::new(budget_limits)));
 }
