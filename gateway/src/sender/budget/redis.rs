@@ -191,12 +191,6 @@ impl RedisBudget {
         };
         Ok(Self { inner: Arc::new(inner) })
     }
-
-    /// The local budget answering while Redis does not.
-    #[must_use]
-    pub fn local(&self) -> &LocalBudget {
-        &self.inner.local
-    }
 }
 
 impl Inner {
