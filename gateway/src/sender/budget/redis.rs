@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `{prefix}send:global` | sorted set, send times (µs, Redis clock) | the bot-wide window |
 //! | `{prefix}send:chat:{chat_id}` | sorted set, send times | one chat's or group's window |
-//! | `{prefix}send:seq` | counter | unique members for the sorted sets |
+//! | `{prefix}send:seq` | counter, `PX` = two group spans | unique members for the sorted sets |
 //! | `{prefix}send:freeze` | string, `PX` = retry_after | every sender waits while it exists |
 //! | `{prefix}send:blocked:{chat_id}` | string, `PX` = `BLOCKED_TTL_MS` | the chat blocked the bot |
 //!
@@ -44,6 +44,9 @@ local frozen = redis.call('PTTL', KEYS[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - gspan * 1000)
 local gcount = redis.call('ZCARD', KEYS[1])
 local seq = redis.call('INCRBY', KEYS[3], n)
+-- Twice the longest span (GROUP_SPAN_MS): the counter restarts only once
+-- every window it numbered has expired, so members stay unique.
+redis.call('PEXPIRE', KEYS[3], 120000)
 local gwait = 0
 local function wait_of(key, span)
   local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
