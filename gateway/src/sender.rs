@@ -77,6 +77,19 @@ impl Default for RateLimits {
     }
 }
 
+/// Resolves when a message given to [`SenderHandle::send_tracked`] is done.
+#[derive(Debug)]
+pub struct Delivery(tokio::sync::oneshot::Receiver<()>);
+
+impl std::future::Future for Delivery {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // Done (or its job dropped without a word, which is also done).
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
+    }
+}
+
 /// Why `SenderHandle::send` refused a message (it was not queued).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -144,6 +157,25 @@ impl SenderHandle {
         self.shared.lock().push(lane, job, Instant::now())?;
         self.shared.wake.notify_one();
         Ok(())
+    }
+
+    /// [`Self::send`], and a future that resolves once the message is done
+    /// with: sent, or given up (a permanent error, attempts exhausted, its
+    /// chat blocked the bot, the sender stopped). The outbox acknowledges a
+    /// message only then, so one that a dying gateway held goes to another.
+    ///
+    /// # Errors
+    /// The message was not queued; see `SendError`.
+    pub fn send_tracked(&self, message: Outgoing) -> Result<Delivery, SendError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let (lane, mut job) = Job::prepare(message);
+        let (completion, done) = job::Completion::new();
+        job.completion = Some(completion);
+        self.shared.lock().push(lane, job, Instant::now())?;
+        self.shared.wake.notify_one();
+        Ok(Delivery(done))
     }
 
     /// The sender's counters.

@@ -3,9 +3,11 @@
 //! `Lane` it waits in, and what a request's outcome looks like on the way
 //! back to the scheduler (`Outcome`, `Done`).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
+use tokio::sync::oneshot;
 use wire::{Button, InvoiceSpec};
 
 use super::Outgoing;
@@ -95,6 +97,28 @@ pub(super) struct Job {
     pub(super) attempts: u32,
     /// 429 answers so far.
     pub(super) retries_429: u32,
+    /// Told when the job is done: dropped with its last copy, whether it
+    /// was sent, given up or discarded.
+    pub(super) completion: Option<Arc<Completion>>,
+}
+
+/// Fires its signal when dropped (see [`Job::completion`]).
+#[derive(Debug)]
+pub(super) struct Completion(Option<oneshot::Sender<()>>);
+
+impl Completion {
+    pub(super) fn new() -> (Arc<Self>, oneshot::Receiver<()>) {
+        let (done, wait) = oneshot::channel();
+        (Arc::new(Self(Some(done))), wait)
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(done) = self.0.take() {
+            let _ = done.send(());
+        }
+    }
 }
 
 impl Job {
@@ -122,7 +146,7 @@ impl Job {
                 (Lane::Callback, Prepared::PreCheckout { pre_checkout_query_id, error })
             }
         };
-        (lane, Self { request, attempts: 0, retries_429: 0 })
+        (lane, Self { request, attempts: 0, retries_429: 0, completion: None })
     }
 }
 
