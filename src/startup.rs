@@ -65,7 +65,11 @@ enum Running {
     /// An engine process (or `all` on PostgreSQL): the election runs it.
     Elected { stop: watch::Sender<bool>, election: tokio::task::JoinHandle<()>, deadline: Duration },
     /// A gateway: the outbox pump feeds its sender.
-    Gateway { stop: watch::Sender<bool> },
+    Gateway {
+        stop: watch::Sender<bool>,
+        pump: Option<tokio::task::JoinHandle<()>>,
+        outbox: Arc<gateway::nats::outbox::OutboxMetrics>,
+    },
 }
 
 /// A built server, bound and ready to run.
@@ -178,11 +182,21 @@ impl Application {
                 handle.stop(true).await;
                 Ok(())
             }
-            Running::Gateway { stop } => {
+            Running::Gateway { stop, pump, outbox } => {
                 tracing::info!("signal received: draining requests");
                 handle.stop(true).await;
+                // No more replies taken; those taken go out, then are acknowledged.
                 let _ = stop.send(true);
+                if let Some(pump) = pump
+                    && tokio::time::timeout(Duration::from_millis(STOP_NOTICES_DRAIN_MAX_MS), pump).await.is_err()
+                {
+                    tracing::warn!("the outbox pump did not stop in time");
+                }
                 flush_sender(sender.as_ref(), STOP_SEND_DRAIN_MAX_MS).await;
+                let settle = Duration::from_millis(STOP_NOTICES_DRAIN_MAX_MS);
+                if !gateway::nats::outbox::settle(&outbox, settle).await {
+                    tracing::warn!("replies not acknowledged at the stop go to another gateway");
+                }
                 Ok(())
             }
         };

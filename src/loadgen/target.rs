@@ -93,10 +93,11 @@ pub async fn run_against(
 
 /// Where this run's update ids start: servers remember update ids for a day
 /// (Telegram may redeliver), so each run takes ids of its own — 10,000 per
-/// second of the clock, within Telegram's 32-bit range.
+/// second of the clock, below 2^31 (update and message ids are 32-bit
+/// signed in the Bot API's clients).
 fn first_update_id() -> i64 {
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    i64::try_from(seconds % 400_000).unwrap_or(0) * 10_000 + 1
+    i64::try_from(seconds % 200_000).unwrap_or(0) * 10_000 + 1
 }
 
 struct Player {

@@ -156,12 +156,13 @@ pub async fn build_gateway(settings: &Settings) -> Result<Application, StartupEr
     let sender = telegram_client.as_ref().map(|client| client.sender.clone());
     let (stop, stopped) = watch::channel(false);
     let outbox = Arc::new(gateway::nats::outbox::OutboxMetrics::default());
-    if let Some(sender) = &sender {
-        actix_web::rt::spawn(gateway::nats::outbox::run(link.clone(), sender.clone(), Arc::clone(&outbox), stopped));
-    }
+    let pump = sender.as_ref().map(|sender| {
+        actix_web::rt::spawn(gateway::nats::outbox::run(link.clone(), sender.clone(), Arc::clone(&outbox), stopped))
+    });
     let sender_metrics = sender.clone();
+    let outbox_metrics = Arc::clone(&outbox);
     let extra_metrics: Arc<dyn Fn() -> String + Send + Sync> = Arc::new(move || {
-        let mut text = gateway::nats::outbox::render(&outbox);
+        let mut text = gateway::nats::outbox::render(&outbox_metrics);
         if let Some(sender) = &sender_metrics {
             text.push_str(&crate::metrics::render_sender(sender.metrics()));
         }
@@ -174,7 +175,7 @@ pub async fn build_gateway(settings: &Settings) -> Result<Application, StartupEr
         .map_err(|error| StartupError::Nats(error.to_string()))?;
     let state = front_state(settings, Arc::new(backend));
     let (address, server) = serve_http(settings, move |config| http::routes(config, &state))?;
-    Ok(Application { address, server, running: Running::Gateway { stop }, sender })
+    Ok(Application { address, server, running: Running::Gateway { stop, pump, outbox }, sender })
 }
 
 /// The 24 h update dedup on the coordinator (Redis across gateways).

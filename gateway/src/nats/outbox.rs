@@ -40,6 +40,18 @@ pub struct OutboxMetrics {
     pub dropped: AtomicU64,
     /// Gauge: messages waiting in the outbox, as last seen.
     pub pending: AtomicU64,
+    /// Gauge: messages taken and not yet acknowledged (their calls with the sender).
+    pub held: AtomicU64,
+}
+
+/// After a stop: waits (at most `timeout`) until every message taken was
+/// acknowledged; returns whether all were (the rest go to another gateway).
+pub async fn settle(metrics: &OutboxMetrics, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while metrics.held.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    metrics.held.load(Ordering::Relaxed) == 0
 }
 
 /// Runs the pump until `stop` turns true; reconnects on its own.
@@ -112,6 +124,7 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &Arc<OutboxMetrics>) 
             }
         }
         let taken = Arc::clone(metrics);
+        metrics.held.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(acknowledge_when_delivered(message, deliveries, taken));
     }
 }
@@ -137,6 +150,7 @@ async fn acknowledge_when_delivered(
         tracing::warn!(%error, "outbox acknowledgement lost; the message may be sent again");
     }
     metrics.taken.fetch_add(1, Ordering::Relaxed);
+    metrics.held.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Queues one call, waiting while the sender's queue is full; its delivery,
@@ -175,6 +189,12 @@ pub fn render(metrics: &OutboxMetrics) -> String {
             get(&metrics.dropped),
         ),
         ("stockbot_outbox_lag", "gauge", "Outbox messages waiting for a sender (stream lag).", get(&metrics.pending)),
+        (
+            "stockbot_outbox_held",
+            "gauge",
+            "Outbox messages with this sender, not yet acknowledged.",
+            get(&metrics.held),
+        ),
     ] {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
     }
