@@ -225,6 +225,7 @@ pub fn game_options(settings: &Settings) -> GameOptions {
         player_commands_per_window: settings.limits.player_commands_per_window,
         chat_commands_per_window: settings.limits.chat_commands_per_window,
         rate_window_ms: settings.limits.window_ms,
+        webapp_url: settings.telegram.webapp_url().map(str::to_owned),
     }
 }
 
@@ -250,7 +251,17 @@ pub fn front_state(settings: &Settings, backend: Arc<dyn gateway::backend::Backe
         play_enabled: settings.play_enabled(),
         webhook_secret: secret(settings.telegram.webhook_secret.as_ref()),
         ids: Arc::new(CommandIds::new(&settings.instance_name())),
+        webapp: webapp_auth(settings),
     }
+}
+
+/// The Mini App `initData` check, when a bot token and `TELEGRAM_WEBAPP_URL`
+/// are configured.
+fn webapp_auth(settings: &Settings) -> Option<gateway::webapp::WebAppAuth> {
+    settings.telegram.webapp_url()?;
+    let token = settings.telegram.bot_token.as_ref()?.expose();
+    let max_age_s = settings.telegram.webapp_max_age_s.unwrap_or(crate::config::WEBAPP_MAX_AGE_S_DEFAULT);
+    Some(gateway::webapp::WebAppAuth::new(token, max_age_s))
 }
 
 /// Waits (at most `timeout_ms`) for the Telegram messages queued so far.
@@ -326,4 +337,3 @@ pub async fn open_coordinator(settings: &Settings) -> Arc<dyn Coordinator> {
     }
     Arc::new(LocalCoordinator::new())
 }
-

@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use teloxide_core::payloads::{
-    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageTextSetters, SendInvoiceSetters,
-    SendMessageSetters, SendPhotoSetters,
+    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageMediaSetters, EditMessageTextSetters,
+    SendInvoiceSetters, SendMessageSetters, SendPhotoSetters,
 };
 use teloxide_core::requests::Requester;
-use teloxide_core::types::{CallbackQueryId, ChatId, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId};
+use teloxide_core::types::{
+    CallbackQueryId, ChatId, InputMedia, InputMediaPhoto, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId,
+};
 use teloxide_core::{ApiError, Bot, RequestError};
 use tokio::sync::{Notify, mpsc};
 
@@ -345,6 +347,14 @@ async fn execute(bot: &Bot, request: &Prepared) -> Result<(), RequestError> {
             }
             call.await.map(drop)
         }
+        Prepared::EditPhoto { chat_id, message_id, photo, caption, markup } => {
+            let media = InputMediaPhoto::new(photo.clone()).caption(caption.clone()).parse_mode(ParseMode::Html);
+            let mut call = bot.edit_message_media(ChatId(*chat_id), MessageId(*message_id), InputMedia::Photo(media));
+            if let Some(markup) = markup {
+                call = call.reply_markup(markup.clone());
+            }
+            call.await.map(drop)
+        }
         Prepared::Answer { callback_query_id, text } => {
             let mut call = bot.answer_callback_query(CallbackQueryId(callback_query_id.clone()));
             if let Some(text) = text {
@@ -388,7 +398,9 @@ fn classify(result: Result<(), RequestError>, request: &Prepared, token: &str) -
             Outcome::Transient(detail())
         }
         RequestError::Api(api) => match api {
-            ApiError::MessageNotModified if matches!(request, Prepared::Edit { .. }) => Outcome::Sent,
+            ApiError::MessageNotModified if matches!(request, Prepared::Edit { .. } | Prepared::EditPhoto { .. }) => {
+                Outcome::Sent
+            }
             ApiError::BotBlocked
             | ApiError::UserDeactivated
             | ApiError::BotKicked
@@ -409,7 +421,9 @@ fn classify(result: Result<(), RequestError>, request: &Prepared, token: &str) -
 
 fn classify_unknown(description: &str, request: &Prepared, detail: String) -> Outcome {
     const SERVER_ERRORS: [&str; 4] = ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"];
-    if description.contains("message is not modified") && matches!(request, Prepared::Edit { .. }) {
+    if description.contains("message is not modified")
+        && matches!(request, Prepared::Edit { .. } | Prepared::EditPhoto { .. })
+    {
         Outcome::Sent
     } else if SERVER_ERRORS.iter().any(|prefix| description.starts_with(prefix)) {
         Outcome::Transient(detail)

@@ -25,7 +25,7 @@ use crate::telegram::reply::{self, Button, InvoiceSpec, Reply, escape, money};
 /// Players shown per `/top` page.
 pub const TOP_PAGE_PLAYERS: u64 = 10;
 /// Places shown above and below the player's own.
-pub const TOP_NEIGHBOURS: u64 = 3;
+pub const TOP_NEIGHBOURS: u64 = 2;
 /// Invoice payload of the premium entitlement.
 pub const PREMIUM_PAYLOAD: &str = "premium";
 
@@ -41,6 +41,9 @@ pub struct GameOptions {
     /// Commands one group chat may send per window.
     pub chat_commands_per_window: u32,
     pub rate_window_ms: u64,
+    /// The play page as a Telegram Mini App (`TELEGRAM_WEBAPP_URL`): `/start`
+    /// in a private chat offers it as a `web_app` button.
+    pub webapp_url: Option<String>,
 }
 
 impl Default for GameOptions {
@@ -52,6 +55,7 @@ impl Default for GameOptions {
             player_commands_per_window: 20,
             chat_commands_per_window: 60,
             rate_window_ms: 10_000,
+            webapp_url: None,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The one place that turns engine outcomes and `Rejection`s into words: a
 //! [`Reply`] (the `wire` type every role shares) of HTML text, everything
-//! from players or config escaped, with inline buttons.
+//! from players or config escaped, with inline buttons. The reply rules
+//! (receipts stay, views edit in place, errors offer the next step, one
+//! screen per reply, a menu for plain text) are stated on [`wire::reply`];
+//! [`settle`] marks the buttons that edit in place.
 
 use actors::domain::exchange::{Fill, Quote};
 use actors::domain::money::format_money;
@@ -10,7 +13,60 @@ use rust_decimal::Decimal;
 
 use super::command::ParseError;
 
-pub use wire::reply::{Button, CALLBACK_DATA_LEN_MAX, InvoiceSpec, Reply, ReplyPhoto, escape};
+pub use wire::reply::{
+    Button, CALLBACK_DATA_LEN_MAX, InvoiceSpec, REPLY_CHARS_MAX, REPLY_LINES_MAX, Reply, ReplyKind, ReplyPhoto, escape,
+};
+
+/// How a view is shown: as text, or as a picture (which only a picture
+/// can replace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    Text,
+    Photo,
+}
+
+/// The medium of the view `command` draws, or `None` when it is no view
+/// (its answer is a receipt: a trade, a bonus, a cancellation…).
+#[must_use]
+pub fn view_medium(command: &str) -> Option<Medium> {
+    let name = command.split_whitespace().next()?.split('@').next()?.to_ascii_lowercase();
+    match name.as_str() {
+        "/chart" => Some(Medium::Photo),
+        "/quote" | "/portfolio" | "/p" | "/market" | "/history" | "/orders" | "/top" | "/help" | "/level"
+        | "/achievements" | "/alerts" | "/news" => Some(Medium::Text),
+        _ => None,
+    }
+}
+
+/// Marks the buttons of a view that lead to a view of the same medium: a
+/// press on one replaces the view in place. Receipts, errors and menus keep
+/// unmarked buttons, so they are never overwritten.
+#[must_use]
+pub fn settle(mut reply: Reply) -> Reply {
+    if reply.kind != ReplyKind::View {
+        return reply;
+    }
+    let medium = if reply.photo.is_some() { Medium::Photo } else { Medium::Text };
+    for button in reply.buttons.iter_mut().flatten() {
+        button.edits = button.web_app.is_none() && view_medium(&button.data) == Some(medium);
+    }
+    reply
+}
+
+/// The short menu answering text that is no command.
+#[must_use]
+pub fn menu() -> Reply {
+    Reply::text("🤖 I answer commands. Tap one below, or send /help for the full list.")
+        .with_row(vec![Button::new("Market", "/market"), Button::new("Portfolio", "/portfolio")])
+        .with_row(vec![Button::new("Daily bonus", "/daily"), Button::new("Help", "/help")])
+        .kind(ReplyKind::Menu)
+}
+
+/// An error reply: `text`, and the next step as a button.
+#[must_use]
+pub fn error(text: impl Into<String>, next: Button) -> Reply {
+    Reply::text(text).with_row(vec![next]).kind(ReplyKind::Error)
+}
 
 /// A price for people: grouped, two decimals.
 #[must_use]
@@ -58,9 +114,14 @@ pub fn quote(quote: &Quote, ticker: &str, name: &str, category: &str) -> Reply {
     let trade_row = |verb: &str, label: &str| {
         [1, 10, 100].map(|qty| Button::new(format!("{label} {qty}"), format!("/{verb} {ticker} {qty}")))
     };
-    Reply::text(text).with_row(trade_row("buy", "Buy").to_vec()).with_row(trade_row("sell", "Sell").to_vec()).with_row(
-        vec![Button::new("↻ Refresh", format!("/quote {ticker}")), Button::new("Chart", format!("/chart {ticker}"))],
-    )
+    Reply::text(text)
+        .kind(ReplyKind::View)
+        .with_row(trade_row("buy", "Buy").to_vec())
+        .with_row(trade_row("sell", "Sell").to_vec())
+        .with_row(vec![
+            Button::new("↻ Refresh", format!("/quote {ticker}")),
+            Button::new("Chart", format!("/chart {ticker}")),
+        ])
 }
 
 /// Words for a player's mistake (or a refusal), saying what to do.
@@ -139,7 +200,40 @@ pub fn rejection(rejection: &Rejection) -> Reply {
         Rejection::UnknownAlert { alert } => format!("⚠️ You have no alert #{alert}. See /alerts."),
         Rejection::Referral { reason } => format!("ℹ️ That referral does not count: {}.", escape(reason)),
     };
-    Reply::text(text)
+    error(text, next_step(rejection))
+}
+
+/// The button that takes a player on after `rejection`.
+fn next_step(rejection: &Rejection) -> Button {
+    let quote =
+        |ticker: &actors::domain::ids::Ticker| Button::new(format!("Quote {ticker}"), format!("/quote {ticker}"));
+    match rejection {
+        Rejection::BadTicker { .. } | Rejection::UnknownTicker { .. } | Rejection::Referral { .. } => {
+            Button::new("Market", "/market")
+        }
+        Rejection::Halted { ticker, .. } | Rejection::PriceWouldExecute { ticker, .. } => quote(ticker),
+        Rejection::TooManyOpenOrders { .. } | Rejection::UnknownOrder { .. } => Button::new("Orders", "/orders"),
+        Rejection::TooManyAlerts { .. } | Rejection::AlertAlreadyThere { .. } | Rejection::UnknownAlert { .. } => {
+            Button::new("Alerts", "/alerts")
+        }
+        Rejection::NoAccount => Button::new("Start", "/start"),
+        Rejection::Locked { .. } | Rejection::AlreadyClaimed { .. } => Button::new("Level", "/level"),
+        Rejection::BadQuantity { .. } | Rejection::BadPrice { .. } | Rejection::AmountTooLarge => {
+            Button::new("Help", "/help")
+        }
+        Rejection::OrderTooLarge { .. }
+        | Rejection::OrderTooSmall { .. }
+        | Rejection::ExceedsLiquidity { .. }
+        | Rejection::PositionLimit { .. }
+        | Rejection::InsufficientCash { .. }
+        | Rejection::InsufficientShares { .. }
+        | Rejection::StopOnlySells
+        | Rejection::Busy
+        | Rejection::Unavailable
+        | Rejection::Concentration { .. }
+        | Rejection::NotBroke { .. }
+        | Rejection::BankruptcyCoolingDown { .. } => Button::new("Portfolio", "/portfolio"),
+    }
 }
 
 /// `text` with its first letter upper-cased.
@@ -173,13 +267,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Words for a text that did not parse.
 #[must_use]
-pub fn parse_error(error: &ParseError) -> Option<Reply> {
-    match error {
+pub fn parse_error(parse_error: &ParseError) -> Option<Reply> {
+    match parse_error {
         ParseError::NotForUs => None,
-        ParseError::Unknown { command } => {
-            Some(Reply::text(format!("🤔 I don't know /{}. Send /help for the list of commands.", escape(command))))
+        ParseError::Unknown { command } => Some(error(
+            format!("🤔 I don't know /{}. Send /help for the list of commands.", escape(command)),
+            Button::new("Help", "/help"),
+        )),
+        ParseError::Usage { usage } => {
+            Some(error(format!("✍️ Usage: {}", escape(usage)), Button::new("Help", "/help")))
         }
-        ParseError::Usage { usage } => Some(Reply::text(format!("✍️ Usage: {}", escape(usage)))),
         ParseError::Invalid(rejected) => Some(rejection(rejected)),
     }
 }
