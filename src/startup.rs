@@ -105,6 +105,13 @@ impl Application {
             Some(client) => Arc::new(TelegramNotifier::new(client.sender.clone(), universe)),
             None => Arc::new(NullNotifier),
         };
+        // The one engine of this process is the active one: it writes the
+        // fresh market's past before its first tick.
+        if let Err(error) =
+            crate::backfill::seed_history(&settings.engine, &store, actors::clock::Clock::now_ms(&SystemClock)).await
+        {
+            tracing::warn!(%error, "chart backfill skipped");
+        }
         let deps =
             EngineDeps { store: Arc::clone(&store), clock: Arc::new(SystemClock), notifier, autonomous_ticker: true };
         let engine = Engine::start(&settings.engine, deps).await?;

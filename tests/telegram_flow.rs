@@ -209,10 +209,11 @@ fn new_player_flow_from_start_to_sell() {
     assert_html(&portfolio);
     let text = portfolio.text().unwrap();
     assert!(text.contains("ACME: 10"), "{text}");
-    assert_eq!(button(&portfolio, "↻ Refresh"), "/portfolio");
+    // A view's own buttons carry the edit mark.
+    assert_eq!(button(&portfolio, "↻ Refresh"), "~/portfolio");
 
     // Refresh edits the portfolio message in place (unchanged counts too).
-    let refresh = with_id(press(user, &portfolio, "/portfolio"));
+    let refresh = with_id(press(user, &portfolio, "~/portfolio"));
     assert_eq!(rig.post(&refresh), 200);
     let message_id = portfolio.message_id().unwrap();
     let edited = rig.fake.wait_for(
