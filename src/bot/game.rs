@@ -276,7 +276,7 @@ impl Bot {
             }
         }
         // One screen: what was earned, then the nearest goals first.
-        open.sort_by(|a, b| b.0.cmp(&a.0));
+        open.sort_by_key(|(done, _)| std::cmp::Reverse(*done));
         let lines: Vec<String> = earned.into_iter().chain(open.into_iter().map(|(_, line)| line)).collect();
         for line in lines.iter().take(ACHIEVEMENTS_SHOWN) {
             let _ = writeln!(text, "{line}");
