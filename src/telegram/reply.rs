@@ -280,3 +280,81 @@ pub fn parse_error(parse_error: &ParseError) -> Option<Reply> {
         ParseError::Invalid(rejected) => Some(rejection(rejected)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use actors::domain::ids::{OrderId, Ticker};
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    /// Every rejection, with the longest values a player can cause.
+    fn every_rejection() -> Vec<Rejection> {
+        let ticker = Ticker::parse("ACME").unwrap();
+        let big = Decimal::new(999_999_999_999_999, 2);
+        let given = "x".repeat(4_000);
+        vec![
+            Rejection::BadTicker { given: given.chars().take(32).collect() },
+            Rejection::UnknownTicker { ticker },
+            Rejection::BadQuantity { given: given.chars().take(32).collect() },
+            Rejection::BadPrice { given: given.chars().take(32).collect() },
+            Rejection::OrderTooLarge { qty_max: u64::MAX },
+            Rejection::OrderTooSmall { value_min: big },
+            Rejection::ExceedsLiquidity { qty_max: u64::MAX },
+            Rejection::PositionLimit { ticker, qty_max: u64::MAX, held: u64::MAX },
+            Rejection::InsufficientCash { needed: big, available: big },
+            Rejection::InsufficientShares { ticker, needed: u64::MAX, available: u64::MAX },
+            Rejection::Halted { ticker, resumes_at_ms: i64::MAX },
+            Rejection::TooManyOpenOrders { open_max: u32::MAX },
+            Rejection::PriceWouldExecute { ticker, market: big },
+            Rejection::StopOnlySells,
+            Rejection::UnknownOrder { order_id: OrderId(u64::MAX) },
+            Rejection::NoAccount,
+            Rejection::AmountTooLarge,
+            Rejection::Locked { what: "stop orders".into(), level: u32::MAX },
+            Rejection::Concentration { pct_max: 50, value_max: big },
+            Rejection::AlreadyClaimed { next_claim_at_ms: 0 },
+            Rejection::NotBroke { net_worth: big, threshold: big },
+            Rejection::BankruptcyCoolingDown { next_allowed_at_ms: i64::MAX },
+            Rejection::TooManyAlerts { alerts_max: u32::MAX },
+            Rejection::AlertAlreadyThere { mid: big },
+            Rejection::UnknownAlert { alert: u64::MAX },
+            Rejection::Referral { reason: "you cannot refer yourself".into() },
+            Rejection::Busy,
+            Rejection::Unavailable,
+        ]
+    }
+
+    #[test]
+    fn every_rejection_fits_a_screen_and_offers_its_next_step() {
+        for rejected in every_rejection() {
+            let reply = rejection(&rejected);
+            assert!(reply.fits(), "{rejected:?}: {}", reply.text);
+            assert_eq!(reply.kind, ReplyKind::Error, "{rejected:?}");
+            let next = reply.buttons.iter().flatten().next();
+            assert!(next.is_some_and(|button| button.data.starts_with('/')), "{rejected:?}: no next step");
+        }
+    }
+
+    #[test]
+    fn only_a_views_own_buttons_edit_it() {
+        let view = Reply::text("💼 Portfolio")
+            .kind(ReplyKind::View)
+            .with_row(vec![Button::new("↻", "/portfolio"), Button::new("Buy", "/buy ACME 1")])
+            .with_row(vec![Button::new("Chart", "/chart ACME")]);
+        let settled = settle(view);
+        let edits: Vec<bool> = settled.buttons.iter().flatten().map(|button| button.edits).collect();
+        assert_eq!(edits, [true, false, false], "text view → text views only");
+        let receipt = settle(Reply::text("🟢 Bought").with_row(vec![Button::new("Portfolio", "/portfolio")]));
+        assert!(receipt.buttons.iter().flatten().all(|button| !button.edits), "a receipt is never overwritten");
+        let mut chart = Reply::text("📊")
+            .kind(ReplyKind::View)
+            .with_row(vec![Button::new("1h", "/chart ACME 1h"), Button::new("Quote", "/quote ACME")]);
+        chart.photo = Some(ReplyPhoto { png: std::sync::Arc::new(vec![1]), url: String::new() });
+        let edits: Vec<bool> = settle(chart).buttons.iter().flatten().map(|button| button.edits).collect();
+        assert_eq!(edits, [true, false], "a chart's ranges edit it; a quote cannot replace a picture");
+        assert!(menu().fits() && !menu().buttons.is_empty());
+    }
+}
