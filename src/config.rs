@@ -92,7 +92,14 @@ impl TelegramSettings {
     #[must_use]
     pub fn webapp_url(&self) -> Option<&str> {
         let token = self.bot_token.as_ref().is_some_and(|token| !token.expose().is_empty());
-        self.webapp_url.as_deref().map(str::trim).filter(|url| token && !url.is_empty())
+        self.webapp_button_url().filter(|_| token)
+    }
+
+    /// The Mini App URL for `web_app` buttons, token or not (an engine
+    /// process of a split deployment draws the buttons its gateways send).
+    #[must_use]
+    pub fn webapp_button_url(&self) -> Option<&str> {
+        self.webapp_url.as_deref().map(str::trim).filter(|url| !url.is_empty())
     }
 }
 

@@ -232,7 +232,7 @@ pub fn game_options(settings: &Settings) -> GameOptions {
         player_commands_per_window: settings.limits.player_commands_per_window,
         chat_commands_per_window: settings.limits.chat_commands_per_window,
         rate_window_ms: settings.limits.window_ms,
-        webapp_url: settings.telegram.webapp_url().map(str::to_owned),
+        webapp_url: settings.telegram.webapp_button_url().map(str::to_owned),
     }
 }
 

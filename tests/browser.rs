@@ -34,6 +34,12 @@ impl Drop for Driver {
 }
 
 fn start_driver() -> Driver {
+    let chromium = Command::new("chromium").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(
+        chromium.is_ok_and(|status| status.success()),
+        "chromium is not installed: the browser tests need Debian's chromium and chromium-driver \
+         (apt-get install chromium chromium-driver)"
+    );
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
