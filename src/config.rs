@@ -136,6 +136,7 @@ pub struct ClusterSettings {
     pub command_stream_max_bytes: i64,
     pub command_stream_max_age_s: u64,
     pub outbox_stream_max_bytes: i64,
+    pub nats_connect_wait_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -153,6 +154,7 @@ impl Default for ClusterSettings {
             command_stream_max_bytes: 1 << 30,
             command_stream_max_age_s: 86_400,
             outbox_stream_max_bytes: 1 << 30,
+            nats_connect_wait_ms: 30_000,
         }
     }
 }
@@ -166,6 +168,18 @@ pub enum Role {
     Gateway,
     /// The sequencer and its schedulers (active or standby).
     Engine,
+}
+
+impl Role {
+    /// The name `STOCKBOT_ROLE` takes.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Gateway => "gateway",
+            Self::Engine => "engine",
+        }
+    }
 }
 
 /// Everything the server is configured with.

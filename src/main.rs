@@ -31,7 +31,7 @@ enum Command {
         seconds: f64,
         #[arg(long, default_value_t = 1000)]
         players: u32,
-        /// A running server's base URL (its webhook is driven); in-process without it.
+        /// A running server's base URL (its webhook is driven), or several comma-separated (gateways, taken in turn); in-process without it.
         #[arg(long)]
         target: Option<String>,
         /// Clients with one command in flight each (default: in process, as many as keep the median latency near 17 ms).
@@ -69,6 +69,11 @@ enum Command {
 
 /// Runs the server in an actix system until a signal stops it.
 fn serve(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    // Every line the server's own thread logs names the role and instance
+    // (the lease's lines add the epoch).
+    let role = settings.role().map_or("invalid", stockbot::config::Role::name);
+    let span = tracing::error_span!("stockbot", role, instance = %settings.instance_name());
+    let _named = span.enter();
     actix_web::rt::System::new().block_on(async move {
         let app = stockbot::startup::Application::build(&settings).await?;
         let address = app.address();

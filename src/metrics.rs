@@ -61,12 +61,42 @@ pub fn render_engine(metrics: &EngineMetrics) -> String {
 pub fn render_sender(metrics: &gateway::sender::SenderMetrics) -> String {
     use std::sync::atomic::Ordering;
     let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-    let mut text = String::with_capacity(512);
+    let mut text = String::with_capacity(1536);
     for (name, kind, help, value) in [
         ("stockbot_telegram_sent_total", "counter", "Bot API calls Telegram accepted.", get(&metrics.sent)),
         ("stockbot_telegram_failed_total", "counter", "Bot API calls given up.", get(&metrics.failed)),
         ("stockbot_telegram_retried_429_total", "counter", "429 answers from Telegram.", get(&metrics.retried_429)),
         ("stockbot_telegram_blocked_total", "counter", "Chats found to have blocked the bot.", get(&metrics.blocked)),
+        (
+            "stockbot_telegram_budget_waits_total",
+            "counter",
+            "Sends that waited for room in the send budget.",
+            get(&metrics.budget_waits),
+        ),
+        (
+            "stockbot_telegram_budget_freezes_total",
+            "counter",
+            "Freezes put on the send budget after a 429.",
+            get(&metrics.budget_freezes),
+        ),
+        (
+            "stockbot_telegram_budget_fallbacks_total",
+            "counter",
+            "Times the shared send budget stopped answering and the local one took over.",
+            get(&metrics.budget_fallbacks),
+        ),
+        (
+            "stockbot_telegram_blocked_marks_total",
+            "counter",
+            "Blocked chats marked in the send budget.",
+            get(&metrics.blocked_marks),
+        ),
+        (
+            "stockbot_telegram_blocked_elsewhere_total",
+            "counter",
+            "Messages dropped because another sender saw their chat block the bot.",
+            get(&metrics.blocked_elsewhere),
+        ),
         ("stockbot_telegram_queued", "gauge", "Bot API calls waiting or in flight.", get(&metrics.queued)),
     ] {
         let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

@@ -40,8 +40,6 @@ pub const STOP_UPDATES_DRAIN_MAX_MS: u64 = 10_000;
 pub const STOP_SEND_DRAIN_MAX_MS: u64 = 10_000;
 /// After the engine's flush, longest wait for the notices it sent meanwhile.
 pub const STOP_NOTICES_DRAIN_MAX_MS: u64 = 2_000;
-/// Longest wait for NATS at start.
-pub const NATS_CONNECT_WAIT_MS: u64 = 30_000;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

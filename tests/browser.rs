@@ -76,11 +76,15 @@ async fn connect(driver: &Driver) -> Client {
     }
 }
 
-/// Waits until `script` (a JS expression) is truthy; returns its value.
+/// Waits until `script` (a JS expression) is truthy; returns its value. An
+/// expression that throws (an element not there yet) counts as not yet.
 async fn until(client: &Client, what: &str, script: &str) -> Value {
     let deadline = Instant::now() + WAIT;
     loop {
-        let value = client.execute(&format!("return ({script});"), vec![]).await.unwrap();
+        let value = client
+            .execute(&format!("try {{ return ({script}); }} catch (e) {{ return false; }}"), vec![])
+            .await
+            .unwrap();
         if !(value.is_null() || value == json!(false) || value == json!(0) || value == json!("")) {
             return value;
         }

@@ -122,3 +122,41 @@ fn postgres_outage_under_load() {
     let (_, audit) = server.admin(&client, "/admin/audit");
     assert_eq!(audit["ok"], serde_json::Value::Bool(true), "audit after the outage: {audit}");
 }
+
+/// A stop always ends: SIGTERM while PostgreSQL cannot take writes (trades
+/// waiting for their commit) exits within the configured bounds, naming in
+/// the log what it could not flush, instead of retrying forever.
+#[test]
+fn sigterm_ends_while_postgres_is_cut() {
+    let url = common::migrated_database("outage_stop");
+    let upstream = "127.0.0.1:5432".to_socket_addrs().unwrap().next().unwrap();
+    let mut proxy = Proxy::start(upstream);
+    let proxied = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let server = Server::start(&[
+        ("DATABASE_URL", proxied),
+        ("STOCKBOT__CLUSTER__STOP_FLUSH_MAX_MS", "2000".to_owned()),
+        ("STOCKBOT__CLUSTER__STOP_DRAIN_MAX_MS", "2000".to_owned()),
+    ]);
+    let client = server.client();
+    assert!(server.play(&client, "stop0", "/start").unwrap()[0].contains("Welcome"));
+    proxy.cut();
+    // Trades now wait for a commit that cannot happen.
+    let base = server.base.clone();
+    let waiting = std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        let _ = client
+            .post(format!("{base}/api/play"))
+            .json(&serde_json::json!({"player": "stop0", "text": "/buy ACME 1"}))
+            .send();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let asked = Instant::now();
+    let status = server.terminate();
+    let took = asked.elapsed();
+    // Bounded by the configuration (2 s drain + 2 s flush + slack), never
+    // minutes; the machine's load only stretches it a little.
+    assert!(took < Duration::from_secs(60), "SIGTERM took {took:?} with the store cut");
+    println!("SIGTERM with PostgreSQL cut: exited {status} after {took:?}");
+    proxy.resume();
+    let _ = waiting.join();
+}

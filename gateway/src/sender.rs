@@ -4,35 +4,37 @@
 //! transient failures, and reports chats that blocked the bot.
 //!
 //! Shape: `send` (never blocking, a short critical section) puts a message in
-//! its chat's queue in the `scheduler`; one scheduling task hands what may go
-//! out to request tasks, at most one in flight per chat (so a chat's messages
-//! keep their order) and at most `IN_FLIGHT_MAX` overall, and feeds their
-//! outcomes back. Callback answers have their own priority lane: they are not
-//! limited per chat and go out before any queued message.
+//! its chat's queue in the `scheduler`; one scheduling task (`run`) takes the
+//! chats whose turn has come, asks the `budget` for them in one batch (off
+//! the loop: the answer comes back as an event), hands the granted ones to
+//! request tasks (`request`), at most one in flight per chat (so a chat's
+//! messages keep their order) and at most `IN_FLIGHT_MAX` overall, and feeds
+//! their outcomes back. Callback answers have their own priority lane: they
+//! skip the budget and go out before any queued message.
 //!
-//! Limits are exact sliding windows (at most `n` sends in any window of the
-//! span), not `governor`'s GCRA: GCRA's burst allowance would let a group
-//! receive more than `group_per_min` messages in some minute.
+//! The budget's limits are exact sliding windows (at most `n` sends in any
+//! window of the span), not `governor`'s GCRA: GCRA's burst allowance would
+//! let a group receive more than `group_per_min` messages in some minute.
+//! `budget::LocalBudget` keeps them for this process; `budget::RedisBudget`
+//! for every sender on one Redis.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use teloxide_core::payloads::{
-    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageMediaSetters, EditMessageTextSetters,
-    SendInvoiceSetters, SendMessageSetters, SendPhotoSetters,
-};
-use teloxide_core::requests::Requester;
-use teloxide_core::types::{
-    CallbackQueryId, ChatId, InputMedia, InputMediaPhoto, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId,
-};
-use teloxide_core::{ApiError, Bot, RequestError};
-use tokio::sync::{Notify, mpsc};
+use teloxide_core::Bot;
 
-use scheduler::{Dispatch, Done, Job, Outcome, Prepared, Scheduler};
+use budget::{LocalBudget, SendBudget};
+use job::Job;
+use run::{Life, Shared};
+use scheduler::Scheduler;
 pub use wire::Outgoing;
 
+pub mod budget;
+mod job;
+mod request;
+mod run;
 mod scheduler;
 
 /// Most requests in flight at once.
@@ -52,14 +54,11 @@ pub const BLOCKED_CHATS_MAX: usize = 100_000;
 /// (teloxide's default of 17 s would cut every 25 s long poll short).
 pub const REQUEST_TIMEOUT_MS: u64 = 60_000;
 /// After the last handle is dropped, how long queued messages may still drain.
-const DRAIN_MAX_MS: u64 = 10_000;
+pub(crate) const DRAIN_MAX_MS: u64 = 10_000;
 /// How often `SenderHandle::flush` looks at the queue.
 const FLUSH_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Telegram's currency code for Stars.
 pub const STARS_CURRENCY: &str = "XTR";
-/// Telegram's limits on an invoice's title and description, in characters.
-const INVOICE_TITLE_CHARS_MAX: usize = 32;
-const INVOICE_DESCRIPTION_CHARS_MAX: usize = 255;
 
 /// Telegram's sending limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +74,19 @@ pub struct RateLimits {
 impl Default for RateLimits {
     fn default() -> Self {
         Self { global_per_sec: 30, chat_per_sec: 1, group_per_min: 20 }
+    }
+}
+
+/// Resolves when a message given to [`SenderHandle::send_tracked`] is done.
+#[derive(Debug)]
+pub struct Delivery(tokio::sync::oneshot::Receiver<()>);
+
+impl std::future::Future for Delivery {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        // Done (or its job dropped without a word, which is also done).
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|_| ())
     }
 }
 
@@ -109,6 +121,19 @@ pub struct SenderMetrics {
     pub retried_429: AtomicU64,
     /// Chats found to have blocked the bot.
     pub blocked: AtomicU64,
+    /// Sends that had to wait for room in the budget: refused (and asked
+    /// again later), or held back because the grant before them filled
+    /// their chat's window.
+    pub budget_waits: AtomicU64,
+    /// Freezes this sender put on the budget after a 429.
+    pub budget_freezes: AtomicU64,
+    /// Times the shared budget stopped answering and the local one took over.
+    pub budget_fallbacks: AtomicU64,
+    /// Blocked chats this sender marked in the budget.
+    pub blocked_marks: AtomicU64,
+    /// Messages dropped because the budget said their chat blocked the bot
+    /// (another sender saw the 403).
+    pub blocked_elsewhere: AtomicU64,
 }
 
 /// Where to queue messages for Telegram; cheap to clone.
@@ -134,6 +159,25 @@ impl SenderHandle {
         Ok(())
     }
 
+    /// [`Self::send`], and a future that resolves once the message is done
+    /// with: sent, or given up (a permanent error, attempts exhausted, its
+    /// chat blocked the bot, the sender stopped). The outbox acknowledges a
+    /// message only then, so one that a dying gateway held goes to another.
+    ///
+    /// # Errors
+    /// The message was not queued; see `SendError`.
+    pub fn send_tracked(&self, message: Outgoing) -> Result<Delivery, SendError> {
+        if self.shared.stopped.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        let (lane, mut job) = Job::prepare(message);
+        let (completion, done) = job::Completion::new();
+        job.completion = Some(completion);
+        self.shared.lock().push(lane, job, Instant::now())?;
+        self.shared.wake.notify_one();
+        Ok(Delivery(done))
+    }
+
     /// The sender's counters.
     #[must_use]
     pub fn metrics(&self) -> &Arc<SenderMetrics> {
@@ -156,10 +200,12 @@ impl SenderHandle {
         }
     }
 
-    /// Forgets that `chat_id` blocked the bot (call it when the chat writes
-    /// to the bot again: the user has unblocked it).
+    /// Forgets that `chat_id` blocked the bot, here and in the send budget
+    /// (so every sender sharing it writes to the chat again). Call it when
+    /// the chat writes to the bot: the user has unblocked it.
     pub fn unblock(&self, chat_id: i64) {
         self.shared.lock().unblock(chat_id);
+        self.shared.wake.notify_one();
     }
 }
 
@@ -169,7 +215,8 @@ impl fmt::Debug for SenderHandle {
     }
 }
 
-/// Starts the sender on the current tokio (actix) runtime.
+/// Starts the sender on the current tokio (actix) runtime, with a budget
+/// of its own (`LocalBudget`: `limits` kept by this process alone).
 ///
 /// `on_blocked(chat_id)` runs once when Telegram says the chat blocked the
 /// bot (or the user is deactivated, or the bot was removed from the group);
@@ -184,15 +231,28 @@ pub fn start_sender(
     queue_max: usize,
     on_blocked: Arc<dyn Fn(i64) + Send + Sync>,
 ) -> SenderHandle {
+    start_sender_with_budget(bot, queue_max, on_blocked, Arc::new(LocalBudget::new(limits)))
+}
+
+/// `start_sender` asking `budget` before every send to a chat: with a
+/// `RedisBudget`, every sender on the same Redis and prefix keeps to one
+/// shared set of limits, a 429 seen by one freezes all, and a chat that
+/// blocked the bot is skipped by all.
+///
+/// # Panics
+/// Outside a tokio runtime (as `tokio::spawn` does).
+pub fn start_sender_with_budget(
+    bot: Bot,
+    queue_max: usize,
+    on_blocked: Arc<dyn Fn(i64) + Send + Sync>,
+    budget: Arc<dyn SendBudget>,
+) -> SenderHandle {
     let metrics = Arc::new(SenderMetrics::default());
-    let shared = Arc::new(Shared {
-        scheduler: Mutex::new(Scheduler::new(limits, queue_max, Arc::clone(&metrics), Instant::now())),
-        wake: Notify::new(),
-        metrics,
-        closed: AtomicBool::new(false),
-        stopped: AtomicBool::new(false),
-    });
-    tokio::spawn(run(Arc::clone(&shared), bot, on_blocked));
+    let now = Instant::now();
+    let blocked_ttl = Duration::from_millis(budget.blocked_cache_ms());
+    let scheduler = Scheduler::new(queue_max, blocked_ttl, Arc::clone(&metrics), now);
+    let shared = Arc::new(Shared::new(scheduler, metrics));
+    tokio::spawn(run::run(Arc::clone(&shared), bot, on_blocked, budget));
     let life = Arc::new(Life(Arc::clone(&shared)));
     SenderHandle { shared, _life: life }
 }
@@ -229,226 +289,11 @@ pub fn make_bot(token: &str, api_url: Option<&str>) -> Result<Bot, String> {
     Ok(bot)
 }
 
-// ---------------------------------------------------------------------------
-// The scheduling task.
-
-struct Shared {
-    scheduler: Mutex<Scheduler>,
-    wake: Notify,
-    metrics: Arc<SenderMetrics>,
-    /// Every handle is gone: drain and stop.
-    closed: AtomicBool,
-    /// The scheduling task has ended.
-    stopped: AtomicBool,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Scheduler> {
-        // The scheduler's state stays consistent between calls (no panics
-        // mid-update), so a poisoned lock is still usable.
-        self.scheduler.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Dropped with the last `SenderHandle`: tells the task to drain and stop.
-struct Life(Arc<Shared>);
-
-impl Drop for Life {
-    fn drop(&mut self) {
-        self.0.closed.store(true, Ordering::Release);
-        self.0.wake.notify_one();
-    }
-}
-
-/// Marks the sender stopped when the task ends (or is dropped with its runtime).
-struct StopGuard(Arc<Shared>);
-
-impl Drop for StopGuard {
-    fn drop(&mut self) {
-        self.0.stopped.store(true, Ordering::Release);
-    }
-}
-
-async fn run(shared: Arc<Shared>, bot: Bot, on_blocked: Arc<dyn Fn(i64) + Send + Sync>) {
-    let _stopped = StopGuard(Arc::clone(&shared));
-    let token: Arc<str> = Arc::from(bot.token());
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut batch = Vec::new();
-    let mut drain_deadline: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let wake_at = {
-            let mut scheduler = shared.lock();
-            if shared.closed.load(Ordering::Acquire) {
-                let deadline = *drain_deadline.get_or_insert(now + Duration::from_millis(DRAIN_MAX_MS));
-                if scheduler.is_idle() || now >= deadline {
-                    break;
-                }
-            }
-            scheduler.sweep_if_due(now);
-            scheduler.dispatch(now, &mut batch);
-            scheduler.next_wake(now)
-        };
-        for Dispatch { lane, job } in batch.drain(..) {
-            let (bot, token, done_tx) = (bot.clone(), Arc::clone(&token), done_tx.clone());
-            tokio::spawn(async move {
-                let outcome = classify(execute(&bot, &job.request).await, &job.request, &token);
-                // The receiver lives as long as the scheduling task; if that
-                // is gone, so is everything this result would update.
-                let _ = done_tx.send(Done { lane, job, outcome });
-            });
-        }
-        tokio::select! {
-            () = shared.wake.notified() => {}
-            () = tokio::time::sleep_until(wake_at.into()) => {}
-            Some(done) = done_rx.recv() => {
-                let mut blocked = Vec::new();
-                {
-                    let mut scheduler = shared.lock();
-                    let now = Instant::now();
-                    blocked.extend(scheduler.complete(done, now));
-                    while let Ok(done) = done_rx.try_recv() {
-                        blocked.extend(scheduler.complete(done, now));
-                    }
-                }
-                for chat_id in blocked {
-                    on_blocked(chat_id);
-                }
-            }
-        }
-    }
-}
-
-async fn execute(bot: &Bot, request: &Prepared) -> Result<(), RequestError> {
-    match request {
-        Prepared::Text { chat_id, text, markup } => {
-            let mut call = bot.send_message(ChatId(*chat_id), text.clone()).parse_mode(ParseMode::Html);
-            if let Some(markup) = markup {
-                call = call.reply_markup(markup.clone());
-            }
-            call.await.map(drop)
-        }
-        Prepared::Photo { chat_id, photo, caption, markup } => {
-            let mut call = bot.send_photo(ChatId(*chat_id), photo.clone());
-            if !caption.is_empty() {
-                call = call.caption(caption.clone()).parse_mode(ParseMode::Html);
-            }
-            if let Some(markup) = markup {
-                call = call.reply_markup(markup.clone());
-            }
-            call.await.map(drop)
-        }
-        Prepared::Edit { chat_id, message_id, text, markup } => {
-            let mut call = bot
-                .edit_message_text(ChatId(*chat_id), MessageId(*message_id), text.clone())
-                .parse_mode(ParseMode::Html);
-            if let Some(markup) = markup {
-                call = call.reply_markup(markup.clone());
-            }
-            call.await.map(drop)
-        }
-        Prepared::EditPhoto { chat_id, message_id, photo, caption, markup } => {
-            let media = InputMediaPhoto::new(photo.clone()).caption(caption.clone()).parse_mode(ParseMode::Html);
-            let mut call = bot.edit_message_media(ChatId(*chat_id), MessageId(*message_id), InputMedia::Photo(media));
-            if let Some(markup) = markup {
-                call = call.reply_markup(markup.clone());
-            }
-            call.await.map(drop)
-        }
-        Prepared::Answer { callback_query_id, text } => {
-            let mut call = bot.answer_callback_query(CallbackQueryId(callback_query_id.clone()));
-            if let Some(text) = text {
-                call = call.text(text.clone());
-            }
-            call.await.map(drop)
-        }
-        Prepared::Invoice { chat_id, invoice } => {
-            let title: String = invoice.title.chars().take(INVOICE_TITLE_CHARS_MAX).collect();
-            let description: String = invoice.description.chars().take(INVOICE_DESCRIPTION_CHARS_MAX).collect();
-            let price = LabeledPrice::new(title.clone(), invoice.stars);
-            bot.send_invoice(ChatId(*chat_id), title, description, invoice.payload.clone(), STARS_CURRENCY, [price])
-                // Telegram Stars take no payment provider: its token is empty.
-                .provider_token("")
-                .await
-                .map(drop)
-        }
-        Prepared::PreCheckout { pre_checkout_query_id, error } => {
-            let id = PreCheckoutQueryId(pre_checkout_query_id.clone());
-            let mut call = bot.answer_pre_checkout_query(id, error.is_none());
-            if let Some(error) = error {
-                call = call.error_message(error.clone());
-            }
-            call.await.map(drop)
-        }
-    }
-}
-
-/// Sorts a result into what to do next. Error texts have the token removed
-/// (reqwest errors carry the request URL, which contains it).
-fn classify(result: Result<(), RequestError>, request: &Prepared, token: &str) -> Outcome {
-    let error = match result {
-        Ok(()) => return Outcome::Sent,
-        Err(error) => error,
-    };
-    let detail = || redact(&error.to_string(), token);
-    match &error {
-        RequestError::RetryAfter(seconds) => Outcome::RetryAfter(seconds.duration().max(Duration::from_secs(1))),
-        RequestError::MigrateToChatId(chat) => Outcome::Migrated(chat.0),
-        RequestError::Network(_) | RequestError::Io(_) | RequestError::InvalidJson { .. } => {
-            Outcome::Transient(detail())
-        }
-        RequestError::Api(api) => match api {
-            ApiError::MessageNotModified if matches!(request, Prepared::Edit { .. } | Prepared::EditPhoto { .. }) => {
-                Outcome::Sent
-            }
-            ApiError::BotBlocked
-            | ApiError::UserDeactivated
-            | ApiError::BotKicked
-            | ApiError::BotKickedFromSupergroup
-            | ApiError::BotKickedFromChannel
-            | ApiError::CantInitiateConversation
-            | ApiError::CantTalkWithBots
-            | ApiError::ChatNotFound
-                if !matches!(request, Prepared::Answer { .. } | Prepared::PreCheckout { .. }) =>
-            {
-                Outcome::Blocked(detail())
-            }
-            ApiError::Unknown(description) => classify_unknown(description, request, detail()),
-            _ => Outcome::Failed(detail()),
-        },
-    }
-}
-
-fn classify_unknown(description: &str, request: &Prepared, detail: String) -> Outcome {
-    const SERVER_ERRORS: [&str; 4] = ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"];
-    if description.contains("message is not modified")
-        && matches!(request, Prepared::Edit { .. } | Prepared::EditPhoto { .. })
-    {
-        Outcome::Sent
-    } else if SERVER_ERRORS.iter().any(|prefix| description.starts_with(prefix)) {
-        Outcome::Transient(detail)
-    } else if description.starts_with("Forbidden")
-        && !matches!(request, Prepared::Answer { .. } | Prepared::PreCheckout { .. })
-    {
-        Outcome::Blocked(detail)
-    } else {
-        Outcome::Failed(detail)
-    }
-}
-
-fn redact(text: &str, token: &str) -> String {
-    if token.is_empty() { text.to_owned() } else { text.replace(token, "<token>") }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
     use super::*;
-
-    const fn ms(ms: u64) -> Duration {
-        Duration::from_millis(ms)
-    }
 
     #[test]
     fn make_bot_takes_a_base_url() {
@@ -460,40 +305,5 @@ mod tests {
         assert!(make_bot("", None).is_err());
         assert!(make_bot("123:abc", Some("not a url")).is_err());
         assert!(make_bot("123:abc", Some("mailto:x@y")).is_err());
-    }
-
-    #[test]
-    fn telegram_errors_are_sorted_into_what_to_do() {
-        let text = Prepared::Text { chat_id: 1, text: "x".into(), markup: None };
-        let edit = Prepared::Edit { chat_id: 1, message_id: 2, text: "x".into(), markup: None };
-        let answer = Prepared::Answer { callback_query_id: "q".into(), text: None };
-        let api = |error: ApiError| Err(RequestError::Api(error));
-        let unknown = |text: &str| api(ApiError::Unknown(text.to_owned()));
-        assert_eq!(classify(Ok(()), &text, "t"), Outcome::Sent);
-        assert_eq!(classify(api(ApiError::MessageNotModified), &edit, "t"), Outcome::Sent);
-        assert!(matches!(classify(api(ApiError::MessageNotModified), &text, "t"), Outcome::Failed(_)));
-        assert_eq!(
-            classify(Err(RequestError::RetryAfter(teloxide_core::types::Seconds::from_seconds(3))), &text, "t"),
-            Outcome::RetryAfter(ms(3_000))
-        );
-        assert_eq!(classify(Err(RequestError::MigrateToChatId(ChatId(-1_007))), &text, "t"), Outcome::Migrated(-1_007));
-        for blocked in [ApiError::BotBlocked, ApiError::UserDeactivated, ApiError::BotKickedFromSupergroup] {
-            assert!(matches!(classify(api(blocked), &text, "t"), Outcome::Blocked(_)));
-        }
-        assert!(matches!(classify(api(ApiError::BotBlocked), &answer, "t"), Outcome::Failed(_)));
-        assert!(matches!(
-            classify(unknown("Forbidden: bot was kicked from the group chat"), &text, "t"),
-            Outcome::Blocked(_)
-        ));
-        assert!(matches!(classify(unknown("Internal Server Error: restart"), &text, "t"), Outcome::Transient(_)));
-        assert!(matches!(classify(unknown("Bad Request: can't parse entities"), &text, "t"), Outcome::Failed(_)));
-    }
-
-    #[test]
-    fn errors_are_logged_without_the_token() {
-        assert_eq!(
-            redact("error for url (http://x/bot123:abc/sendMessage)", "123:abc"),
-            "error for url (http://x/bot<token>/sendMessage)"
-        );
     }
 }

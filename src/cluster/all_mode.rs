@@ -91,7 +91,9 @@ impl Backend for SwitchBackend {
     }
 
     fn readiness(&self) -> LocalBoxFuture<Readiness> {
-        match self.current() {
+        // The lease decides first: a paused engine that woke up after its
+        // lease ran out is not ready, whatever its backend still says.
+        match self.current().filter(|_| self.status.is_active()) {
             Some(backend) => backend.readiness(),
             None => {
                 let detail = self.status.role_name().to_owned();

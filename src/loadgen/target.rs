@@ -1,5 +1,6 @@
 //! `stockbot loadgen --target URL`: simulated Telegram players driving a
-//! running server through its webhook. With `--bot-api-bind`, the load
+//! running server through its webhook (several servers, comma-separated:
+//! the players take them in turn). With `--bot-api-bind`, the load
 //! generator also plays the Bot API the server replies to (start the server
 //! with `TELEGRAM_API_URL` pointing there), and each player waits for its
 //! reply before the next message: latency is update sent → reply received.
@@ -60,8 +61,16 @@ pub async fn run_against(
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|error| LoadgenError::Target(error.to_string()))?;
-    let url = format!("{}/telegram/webhook", target.trim_end_matches('/'));
-    let update_ids = Rc::new(AtomicI64::new(1));
+    let urls: Vec<String> = target
+        .split(',')
+        .map(str::trim)
+        .filter(|target| !target.is_empty())
+        .map(|target| format!("{}/telegram/webhook", target.trim_end_matches('/')))
+        .collect();
+    if urls.is_empty() {
+        return Err(LoadgenError::Args);
+    }
+    let update_ids = Rc::new(AtomicI64::new(first_update_id()));
     let concurrency = usize::try_from(args.players).unwrap_or(1).min(args.concurrency.unwrap_or(usize::MAX)).max(1);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
@@ -70,7 +79,8 @@ pub async fn run_against(
             let player = Player {
                 id: PLAYER_ID_BASE + i64::try_from(index).unwrap_or(0),
                 client: client.clone(),
-                url: url.clone(),
+                // Players take the gateways in turn (a load balancer's job).
+                url: urls.get(index % urls.len()).cloned().unwrap_or_default(),
                 secret: secret.clone(),
                 update_ids: Rc::clone(&update_ids),
                 waiting: bot_api_bind.map(|_| Arc::clone(&waiting)),
@@ -79,6 +89,14 @@ pub async fn run_against(
         })
         .collect();
     Ok(LoadReport::gather(players, started).await)
+}
+
+/// Where this run's update ids start: servers remember update ids for a day
+/// (Telegram may redeliver), so each run takes ids of its own — 10,000 per
+/// second of the clock, within Telegram's 32-bit range.
+fn first_update_id() -> i64 {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i64::try_from(seconds % 400_000).unwrap_or(0) * 10_000 + 1
 }
 
 struct Player {

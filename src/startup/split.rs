@@ -11,7 +11,7 @@ use gateway::nats::backend::UpdateDedup;
 use gateway::nats::{Link, NatsBackend, StreamLimits};
 use tokio::sync::watch;
 
-use super::{Application, NATS_CONNECT_WAIT_MS, Running, StartupError, front_state, open_coordinator, serve_http};
+use super::{Application, Running, StartupError, front_state, open_coordinator, serve_http};
 use crate::cluster::RoleStatus;
 use crate::cluster::all_mode::{AllModeDuty, SwitchBackend};
 use crate::cluster::election::Election;
@@ -51,13 +51,9 @@ async fn migrated_database(settings: &Settings, role: &str) -> Result<String, St
 
 /// `NATS_URL`, connected, with the streams in place.
 async fn nats_link(settings: &Settings, role: &str) -> Result<Link, StartupError> {
-    let Some(url) = settings.nats_url() else {
-        return Err(StartupError::Config(format!(
-            "STOCKBOT_ROLE={role} needs NATS with JetStream: set NATS_URL (e.g. nats://127.0.0.1:4222)"
-        )));
-    };
+    let Some(url) = settings.nats_url() else { return Err(missing_nats(role)) };
     let name = format!("stockbot-{role}:{}", settings.instance_name());
-    let link = Link::connect(&url, &name, Duration::from_millis(NATS_CONNECT_WAIT_MS))
+    let link = Link::connect(&url, &name, Duration::from_millis(settings.cluster.nats_connect_wait_ms))
         .await
         .map_err(|error| StartupError::Nats(error.to_string()))?;
     let limits = StreamLimits {
@@ -67,6 +63,12 @@ async fn nats_link(settings: &Settings, role: &str) -> Result<Link, StartupError
     };
     link.ensure_streams(limits).await.map_err(|error| StartupError::Nats(error.to_string()))?;
     Ok(link)
+}
+
+fn missing_nats(role: &str) -> StartupError {
+    StartupError::Config(format!(
+        "STOCKBOT_ROLE={role} needs NATS with JetStream: set NATS_URL (e.g. nats://127.0.0.1:4222)"
+    ))
 }
 
 /// How long a stop of an elected process may take at most.
@@ -120,8 +122,11 @@ pub async fn build_elected_all(settings: &Settings) -> Result<Application, Start
 
 /// An engine process: the sequencer, while it holds the lease.
 pub async fn build_engine(settings: &Settings) -> Result<Application, StartupError> {
-    let link = nats_link(settings, "engine").await?;
+    if settings.nats_url().is_none() {
+        return Err(missing_nats("engine"));
+    }
     let url = migrated_database(settings, "engine").await?;
+    let link = nats_link(settings, "engine").await?;
     let coordinator = open_coordinator(settings).await;
     // Only for polling: replies go out through the gateways' senders.
     let telegram_client = match settings.telegram.mode.as_deref().map(str::trim) {

@@ -302,10 +302,21 @@ impl PostgresStore {
             run_on(&pool, OPERATION_TIMEOUT_MS, move |client| {
                 Box::pin(async move {
                     let plan = Plan::new(&batch)?;
-                    let written = Written { plan: &plan, outcomes: &batch.outcomes, fence: writes.fence()? };
-                    let seq = match previous {
-                        Some(previous) => append_after(client, &written, previous).await?,
-                        None => append(client, &written).await?,
+                    let fence = writes.fence()?;
+                    if let Some(fence) = fence {
+                        fence.refuse_if_superseded()?;
+                    }
+                    let written = Written { plan: &plan, outcomes: &batch.outcomes, fence };
+                    let appended = match previous {
+                        Some(previous) => append_after(client, &written, previous).await,
+                        None => append(client, &written).await,
+                    };
+                    let seq = match (appended, fence) {
+                        (Ok(seq), _) => seq,
+                        (Err(error @ StoreError::Fenced(_)), _) | (Err(error), None) => return Err(error),
+                        // A batch the log refuses (its seqs taken) may be a
+                        // superseded engine's: say so rather than retry it.
+                        (Err(error), Some(fence)) => return Err(lease::fenced_or(client, fence, error).await),
                     };
                     if let Some(seq) = seq {
                         ledgers.record(&plan, seq);

@@ -14,7 +14,8 @@ use teloxide_core::types::{BotCommand as MenuCommand, MenuButton, WebAppInfo};
 
 use super::ingest::Ingest;
 use super::polling;
-use super::sender::{SenderHandle, make_bot, rate_limits, start_sender};
+use super::sender::budget::{LocalBudget, RedisBudget, RedisBudgetOptions, SendBudget};
+use super::sender::{RateLimits, SenderHandle, make_bot, rate_limits, start_sender_with_budget};
 use super::update::UpdateHandler;
 use crate::bot::Bot;
 use crate::config::Settings;
@@ -67,8 +68,21 @@ pub async fn connect(settings: &Settings) -> Result<Option<TelegramClient>, Stri
     let on_blocked: Arc<dyn Fn(i64) + Send + Sync> = Arc::new(|chat_id| {
         tracing::info!(chat_id, "bot blocked by the user; no more messages to this chat");
     });
-    let sender = start_sender(api.clone(), limits, SEND_QUEUE_MAX, on_blocked);
+    let budget = send_budget(settings, limits).await;
+    let sender = start_sender_with_budget(api.clone(), SEND_QUEUE_MAX, on_blocked, budget);
     Ok(Some(TelegramClient { api, sender, username, mode }))
+}
+
+/// The send budget: shared through Redis with `REDIS_URL` (so that every
+/// sender together keeps to Telegram's limits), else this process's own.
+async fn send_budget(settings: &Settings, limits: RateLimits) -> Arc<dyn SendBudget> {
+    if let Some(url) = settings.redis_url.as_ref().map(|u| u.expose().to_owned()).filter(|u| !u.is_empty()) {
+        match RedisBudget::connect(&url, &settings.redis_prefix, limits, RedisBudgetOptions::default()).await {
+            Ok(budget) => return Arc::new(budget),
+            Err(error) => tracing::warn!(%error, "Redis unusable; the send budget is this process's own"),
+        }
+    }
+    Arc::new(LocalBudget::new(limits))
 }
 
 async fn get_username(api: &BotApi) -> Option<String> {

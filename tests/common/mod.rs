@@ -2,6 +2,7 @@
 //! a fresh Postgres database or a temp data dir, and talk to it over HTTP.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
+pub mod cluster;
 pub mod fake_telegram;
 pub mod proxy;
 pub mod rig;

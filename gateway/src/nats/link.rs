@@ -40,6 +40,9 @@ pub struct StreamLimits {
 pub struct Link {
     pub client: async_nats::Client,
     pub jetstream: jetstream::Context,
+    /// Counts the connections made after the first (a reconnection): a
+    /// consumer reads anew at once instead of waiting out missed heartbeats.
+    reconnections: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Link {
@@ -51,18 +54,27 @@ impl Link {
     pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Self, LinkError> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut delay = Duration::from_millis(100);
+        let (reconnected, reconnections) = tokio::sync::watch::channel(0_u64);
+        let reconnected = std::sync::Arc::new(reconnected);
         loop {
+            let reconnected = std::sync::Arc::clone(&reconnected);
             let options = async_nats::ConnectOptions::new()
                 .name(name)
                 .connection_timeout(Duration::from_secs(2))
                 .reconnect_delay_callback(|attempts| {
                     Duration::from_millis((attempts as u64 * 100).min(RECONNECT_DELAY_MAX_MS))
                 })
-                .event_callback(|event| async move {
-                    match event {
-                        async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
-                        async_nats::Event::Connected => tracing::info!("NATS connected"),
-                        other => tracing::debug!(%other, "NATS event"),
+                .event_callback(move |event| {
+                    let reconnected = std::sync::Arc::clone(&reconnected);
+                    async move {
+                        match event {
+                            async_nats::Event::Disconnected => tracing::warn!("NATS connection lost; reconnecting"),
+                            async_nats::Event::Connected => {
+                                tracing::info!("NATS connected");
+                                reconnected.send_modify(|count| *count += 1);
+                            }
+                            other => tracing::debug!(%other, "NATS event"),
+                        }
                     }
                 });
             match options.connect(url).await {
@@ -72,7 +84,9 @@ impl Link {
                         .max_ack_inflight(PUBLISH_IN_FLIGHT_MAX)
                         .backpressure_on_inflight(true)
                         .build(client.clone());
-                    return Ok(Self { client, jetstream });
+                    let mut reconnections = reconnections.clone();
+                    reconnections.mark_unchanged();
+                    return Ok(Self { client, jetstream, reconnections });
                 }
                 Err(error) if tokio::time::Instant::now() + delay < deadline => {
                     tracing::warn!(%error, "NATS not reachable yet; retrying");
@@ -82,6 +96,15 @@ impl Link {
                 Err(error) => return Err(LinkError::Unreachable { url: url.to_owned(), reason: error.to_string() }),
             }
         }
+    }
+
+    /// Changes whenever the connection comes back after a loss (from the
+    /// moment of this call on).
+    #[must_use]
+    pub fn reconnections(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut receiver = self.reconnections.clone();
+        receiver.mark_unchanged();
+        receiver
     }
 
     /// Whether the connection is up now.

@@ -1,8 +1,8 @@
 //! The outbox pump: takes Bot API calls off the outbox stream (a work queue:
 //! every gateway pulls from one durable consumer, each message goes to one
 //! of them) and hands them to this gateway's rate-limited sender. A message
-//! is acknowledged once its calls are queued for Telegram; one not
-//! acknowledged (the gateway died first) is delivered again to another.
+//! is acknowledged once Telegram took its calls (or they were given up); one
+//! not acknowledged (the gateway died first) is delivered again to another.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +17,11 @@ use wire::subjects::{OUTBOX_CONSUMER, OUTBOX_STREAM};
 use super::link::Link;
 use crate::sender::{SendError, SenderHandle};
 
-/// How long a message may be held before JetStream gives it to another gateway.
+/// How long a message may be held without word before JetStream gives it
+/// to another gateway (a held one says "in progress" every
+/// `PROGRESS_INTERVAL_MS`: Telegram's limits may hold it for long).
 const ACK_WAIT_MS: u64 = 30_000;
+const PROGRESS_INTERVAL_MS: u64 = 10_000;
 /// Most outbox messages held unacknowledged at once by all gateways.
 const ACK_PENDING_MAX: i64 = 20_000;
 /// Pause while this gateway's sender queue is full.
@@ -54,7 +57,8 @@ pub async fn run(link: Link, sender: SenderHandle, metrics: Arc<OutboxMetrics>, 
 }
 
 /// Pulls and delivers until the consumer fails.
-async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
+async fn pump(link: &Link, sender: &SenderHandle, metrics: &Arc<OutboxMetrics>) {
+    let mut reconnected = link.reconnections();
     let consumer = async {
         let stream = link.jetstream.get_stream(OUTBOX_STREAM).await.map_err(|e| e.to_string())?;
         let config = pull::Config {
@@ -74,7 +78,15 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
             return;
         }
     };
-    while let Some(message) = messages.next().await {
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            _ = reconnected.changed() => {
+                tracing::info!("NATS is back: pulling the outbox anew");
+                return;
+            }
+        };
+        let Some(message) = message else { return };
         let message = match message {
             Ok(message) => message,
             Err(error) => {
@@ -85,10 +97,13 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
         if let Ok(info) = message.info() {
             metrics.pending.store(info.pending, Ordering::Relaxed);
         }
+        let mut deliveries = Vec::new();
         match serde_json::from_slice::<Vec<Outgoing>>(&message.payload) {
             Ok(calls) => {
+                // Queued in the message's order (a chat's calls keep theirs);
+                // only the acknowledgement waits for Telegram.
                 for call in calls {
-                    deliver(sender, call, metrics).await;
+                    deliveries.extend(deliver(sender, call, metrics).await);
                 }
             }
             Err(error) => {
@@ -96,27 +111,49 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &OutboxMetrics) {
                 tracing::warn!(%error, "outbox message unreadable; dropped");
             }
         }
-        if let Err(error) = message.ack().await {
-            tracing::warn!(%error, "outbox acknowledgement lost; the message may be sent again");
-        }
-        metrics.taken.fetch_add(1, Ordering::Relaxed);
+        let taken = Arc::clone(metrics);
+        tokio::spawn(acknowledge_when_delivered(message, deliveries, taken));
     }
 }
 
-/// Queues one call, waiting while the sender's queue is full.
-async fn deliver(sender: &SenderHandle, call: Outgoing, metrics: &OutboxMetrics) {
+/// Acknowledges `message` once all its calls are done with (sent or given
+/// up), telling JetStream meanwhile that it is in progress: a gateway that
+/// dies before leaves it to another, which sends it again.
+async fn acknowledge_when_delivered(
+    message: async_nats::jetstream::Message,
+    deliveries: Vec<crate::sender::Delivery>,
+    metrics: Arc<OutboxMetrics>,
+) {
+    let mut delivered = std::pin::pin!(futures_util::future::join_all(deliveries));
     loop {
-        match sender.send(call.clone()) {
-            Ok(()) => {
+        tokio::select! {
+            _ = &mut delivered => break,
+            () = tokio::time::sleep(Duration::from_millis(PROGRESS_INTERVAL_MS)) => {
+                let _ = message.ack_with(async_nats::jetstream::AckKind::Progress).await;
+            }
+        }
+    }
+    if let Err(error) = message.ack().await {
+        tracing::warn!(%error, "outbox acknowledgement lost; the message may be sent again");
+    }
+    metrics.taken.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Queues one call, waiting while the sender's queue is full; its delivery,
+/// or `None` when it was dropped.
+async fn deliver(sender: &SenderHandle, call: Outgoing, metrics: &OutboxMetrics) -> Option<crate::sender::Delivery> {
+    loop {
+        match sender.send_tracked(call.clone()) {
+            Ok(delivery) => {
                 metrics.calls.fetch_add(1, Ordering::Relaxed);
-                return;
+                return Some(delivery);
             }
             Err(SendError::Full | SendError::ChatFull) => {
                 tokio::time::sleep(Duration::from_millis(FULL_PAUSE_MS)).await;
             }
             Err(SendError::Blocked | SendError::Closed) => {
                 metrics.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
+                return None;
             }
         }
     }

@@ -119,6 +119,7 @@ impl Consumer {
 
     /// Reads from `start` until the stream fails.
     async fn read_from(&self, link: &Link, start: u64) {
+        let mut reconnected = link.reconnections();
         let messages = async {
             let stream = link.jetstream.get_stream(COMMAND_STREAM).await.map_err(|e| e.to_string())?;
             let config = OrderedConfig {
@@ -135,7 +136,15 @@ impl Consumer {
                 return;
             }
         };
-        while let Some(message) = messages.next().await {
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                _ = reconnected.changed() => {
+                    tracing::info!("NATS is back: reading the command stream anew");
+                    return;
+                }
+            };
+            let Some(message) = message else { return };
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {

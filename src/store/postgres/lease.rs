@@ -172,6 +172,14 @@ impl Fence {
         }
     }
 
+    /// `Fenced` once this process learnt its lease was taken over.
+    ///
+    /// # Errors
+    /// `Fenced`, when superseded.
+    pub fn refuse_if_superseded(&self) -> Result<(), StoreError> {
+        if self.superseded() { Err(self.superseded_error()) } else { Ok(()) }
+    }
+
     /// In another write (checkpoint, snapshot): the lease is still held.
     pub(super) async fn check_in(&self, txn: &Transaction<'_>) -> Result<(), StoreError> {
         let statement = txn.prepare_cached(sql::CHECK).await.map_err(pg_error)?;
@@ -222,6 +230,16 @@ impl Writes {
             Self::Standby => Err(StoreError::Fenced("a standby does not write".into())),
             Self::Fenced(fence) => Ok(Some(fence)),
         }
+    }
+}
+
+/// `error` of a failed fenced write, or `Fenced` when the lease is no longer
+/// this process's (checked in a transaction of its own).
+pub(super) async fn fenced_or(client: &mut deadpool_postgres::Object, fence: &Fence, error: StoreError) -> StoreError {
+    let Ok(txn) = client.transaction().await else { return error };
+    match fence.check_in(&txn).await {
+        Err(fenced @ StoreError::Fenced(_)) => fenced,
+        _ => error,
     }
 }
 
