@@ -29,7 +29,7 @@ use actors::ports::coordinator::Coordinator;
 use crate::chart::{self, ChartSpec};
 use crate::coord::local::LocalCoordinator;
 use crate::telegram::command::{self, BotCommand, ChartRange};
-use crate::telegram::reply::{self, Button, Reply, ReplyPhoto, escape, money};
+use crate::telegram::reply::{self, Button, Reply, ReplyKind, ReplyPhoto, escape, money};
 
 /// Longest a player waits for a trade's confirmation before being told it
 /// is still processing.
@@ -43,6 +43,11 @@ pub const CATEGORY_ECHO_CHARS_MAX: usize = 32;
 
 /// Headlines shown by `/news`.
 pub const NEWS_SHOWN: usize = 10;
+
+/// Positions listed by `/portfolio` before the rest are folded into one line.
+pub const PORTFOLIO_POSITIONS_SHOWN: usize = 12;
+/// Open orders listed by `/orders` before the rest are folded into one line.
+pub const ORDERS_SHOWN: usize = 15;
 
 /// Fills shown per `/history` page.
 pub const HISTORY_PAGE_TRADES: usize = 10;
@@ -164,8 +169,13 @@ impl Bot {
         &self.engine
     }
 
-    /// Answers one message. Empty when the text is not for the bot.
+    /// Answers one message. Empty when the text is not for the bot; plain
+    /// text in a private chat (or on the play page) gets the short menu.
     pub async fn handle_text(&self, speaker: &Speaker, text: &str) -> Vec<Reply> {
+        self.answer(speaker, text).await.into_iter().map(reply::settle).collect()
+    }
+
+    async fn answer(&self, speaker: &Speaker, text: &str) -> Vec<Reply> {
         match command::parse(text, self.username.as_deref()) {
             Ok(parsed) => {
                 let span = tracing::info_span!("command", player_id = speaker.player.0);
@@ -177,6 +187,9 @@ impl Bot {
                 }
                 .instrument(span)
                 .await
+            }
+            Err(command::ParseError::NotForUs) if speaker.chat.is_none() && !text.trim_start().starts_with('/') => {
+                vec![reply::menu()]
             }
             Err(error) => reply::parse_error(&error).into_iter().collect(),
         }
@@ -194,7 +207,12 @@ impl Bot {
                     _ => return announcements,
                 };
                 let mut view = view;
+                if view.kind == ReplyKind::Receipt {
+                    view.kind = ReplyKind::View;
+                }
                 for announcement in announcements.drain(..) {
+                    // An announcement is news: the reply carrying it stays.
+                    view.kind = ReplyKind::Receipt;
                     view.text.push_str("\n\n");
                     view.text.push_str(&announcement.text);
                 }
@@ -211,12 +229,28 @@ impl Bot {
                 | BotCommand::Bankrupt
                 | BotCommand::Start { .. }
         );
+        let view = matches!(
+            parsed,
+            BotCommand::Help
+                | BotCommand::Market { .. }
+                | BotCommand::Quote { .. }
+                | BotCommand::Orders
+                | BotCommand::Portfolio
+                | BotCommand::History { .. }
+                | BotCommand::Chart { .. }
+                | BotCommand::Alerts
+                | BotCommand::News
+        );
         let mut reply = self.run_one(speaker, parsed).await;
+        if view && reply.kind == ReplyKind::Receipt {
+            reply.kind = ReplyKind::View;
+        }
         if reviews {
             // Level-ups and achievements ride on the reply itself (after
             // its first line, so a trade reply still starts with its verb).
             let (_, announcements) = self.review(speaker).await;
             for announcement in announcements {
+                reply.kind = ReplyKind::Receipt;
                 reply.text.push_str("\n\n");
                 reply.text.push_str(&announcement.text);
             }
@@ -281,6 +315,14 @@ impl Bot {
             Button::new("Portfolio", "/portfolio"),
             Button::new("Help", "/help"),
         ])
+        .with_row(self.webapp_button(speaker).into_iter().collect())
+    }
+
+    /// The Mini App button, in a private chat when one is configured
+    /// (Telegram allows `web_app` buttons only there).
+    fn webapp_button(&self, speaker: &Speaker) -> Option<Button> {
+        let url = self.options.webapp_url.as_deref().filter(|url| !url.is_empty())?;
+        speaker.chat.is_none().then(|| Button::web_app("🎮 Open the game", "/portfolio", url))
     }
 
     async fn quotes(&self) -> Result<Vec<Quote>, Rejection> {
@@ -301,7 +343,10 @@ impl Bot {
             // Echo a bounded piece: 4,000 typed characters would push the
             // reply past Telegram's 4,096 and it would never arrive.
             let given: String = wanted.chars().take(CATEGORY_ECHO_CHARS_MAX).collect();
-            return Reply::text(format!("⚠️ No category '{}'. Categories: {}.", escape(&given), names.join(", ")));
+            return reply::error(
+                format!("⚠️ No category '{}'. Categories: {}.", escape(&given), names.join(", ")),
+                Button::new("Market", "/market"),
+            );
         }
         let mut text = String::from("📈 <b>Market</b>\n");
         let mut asset_buttons = Vec::new();
@@ -309,28 +354,36 @@ impl Bot {
             if wanted.is_some_and(|w| !category.name.eq_ignore_ascii_case(w)) {
                 continue;
             }
-            let _ = write!(text, "\n<b>{}</b>\n", escape(&category.name));
-            for (spec, quote) in
-                universe.assets().iter().zip(&quotes).filter(|(spec, _)| spec.category == category.name)
-            {
-                let halted = if quote.halted { " ⛔" } else { "" };
-                let _ = writeln!(
-                    text,
-                    "{} {} — {}{halted}",
-                    escape(spec.ticker.as_str()),
-                    escape(&spec.name),
-                    money(quote.ask)
-                );
-                if wanted.is_some() {
+            let in_category = universe.assets().iter().zip(&quotes).filter(|(spec, _)| spec.category == category.name);
+            if wanted.is_some() {
+                // One category: a line per asset, a button per asset.
+                let _ = writeln!(text, "\n<b>{}</b>", escape(&category.name));
+                for (spec, quote) in in_category {
+                    let halted = if quote.halted { " ⛔" } else { "" };
+                    let ticker = escape(spec.ticker.as_str());
+                    let _ = writeln!(text, "{ticker} {} — {}{halted}", escape(&spec.name), money(quote.ask));
                     asset_buttons.push(Button::new(spec.ticker.as_str(), format!("/quote {}", spec.ticker)));
                 }
+            } else {
+                // The whole market, folded to a line per category (one screen).
+                let prices: Vec<String> = in_category
+                    .map(|(spec, quote)| {
+                        let halted = if quote.halted { "⛔" } else { "" };
+                        format!("{} {}{halted}", escape(spec.ticker.as_str()), money(quote.ask))
+                    })
+                    .collect();
+                let _ = writeln!(text, "<b>{}</b>: {}", escape(&category.name), prices.join(" · "));
             }
+        }
+        if wanted.is_none() {
+            text.push_str("\nTap a category for names and buy buttons.");
         }
         let mut reply = Reply::text(text);
         if wanted.is_some() {
             for row in asset_buttons.chunks(3) {
                 reply = reply.with_row(row.to_vec());
             }
+            reply = reply.with_row(vec![Button::new("‹ All categories", "/market")]);
         } else {
             let categories: Vec<Button> = universe
                 .categories()
@@ -375,8 +428,9 @@ impl Bot {
         let request = OrderRequest { player, asset, side, qty, kind };
         let Ok(result) = actix::clock::timeout(CONFIRM_WAIT, self.exec(Command::Place(request))).await else {
             // Applied or not, it will be durable or refused; never guess.
-            return Reply::text(
+            return reply::error(
                 "⏳ Still processing: the market is slow to confirm right now. Check /portfolio in a moment before trying again.",
+                Button::new("Portfolio", "/portfolio"),
             );
         };
         match result {
@@ -440,10 +494,13 @@ impl Bot {
         }
         let mut text = String::from("📋 <b>Open orders</b>\n");
         let mut reply_buttons = Vec::new();
-        for order in &ledger.orders {
+        for order in ledger.orders.iter().take(ORDERS_SHOWN) {
             let ticker = self.ticker_text(order.asset);
             let _ = writeln!(text, "#{} {}", order.id, describe_order(order, &ticker));
             reply_buttons.push(Button::new(format!("Cancel #{}", order.id), format!("/cancel {}", order.id)));
+        }
+        if let Some(more) = ledger.orders.len().checked_sub(ORDERS_SHOWN).filter(|more| *more > 0) {
+            let _ = writeln!(text, "…and {more} more: cancel some to see them.");
         }
         let mut reply = Reply::text(text);
         for row in reply_buttons.chunks(2) {
@@ -462,13 +519,20 @@ impl Bot {
         let account = &view.ledger.account;
         let mut text = String::from("💼 <b>Portfolio</b>\n");
         let mut worth = account.cash;
-        for position in &account.positions {
+        let (mut folded, mut folded_value) = (0_usize, Decimal::ZERO);
+        for (shown, position) in account.positions.iter().enumerate() {
             let ticker = self.ticker_text(position.asset);
             let bid = quotes.iter().find(|q| q.asset == position.asset).map_or(Decimal::ZERO, |q| q.bid);
             let value = bid * Decimal::from(position.qty);
             worth += value;
             let average =
                 if position.qty > 0 { position.cost_basis / Decimal::from(position.qty) } else { Decimal::ZERO };
+            if shown >= PORTFOLIO_POSITIONS_SHOWN {
+                // One screen: the rest of the holdings fold into one line.
+                folded += 1;
+                folded_value += value;
+                continue;
+            }
             let pnl = value - position.cost_basis;
             let sign = if pnl >= Decimal::ZERO { "+" } else { "" };
             let _ = writeln!(
@@ -479,6 +543,9 @@ impl Bot {
                 money(value),
                 money(pnl)
             );
+        }
+        if folded > 0 {
+            let _ = writeln!(text, "…and {folded} more holdings worth {}", money(folded_value));
         }
         if account.positions.is_empty() {
             text.push_str("No holdings yet: see /market.\n");
@@ -555,7 +622,10 @@ impl Bot {
         .await;
         match rendered {
             Ok(Ok(png)) => Ok(png),
-            _ => Err(Reply::text("⚠️ The chart could not be drawn right now; try again in a moment.")),
+            _ => Err(reply::error(
+                "⚠️ The chart could not be drawn right now; try again in a moment.",
+                Button::new(format!("Quote {ticker}"), format!("/quote {ticker}")),
+            )),
         }
     }
 
@@ -600,28 +670,25 @@ pub fn range_label(range: ChartRange) -> &'static str {
 
 fn help() -> Reply {
     use command::usage;
+    // Folded to one screen: related commands share a line.
     let lines = [
-        "/start — open your account",
-        "/market [category] — what's trading",
-        usage::QUOTE,
-        usage::BUY,
-        usage::SELL,
-        usage::STOP,
-        "/orders — your open orders",
-        usage::CANCEL,
-        "/portfolio — cash, holdings, net worth",
-        usage::HISTORY,
-        usage::CHART,
-        usage::TOP,
-        "/daily — your daily bonus (streaks grow it)",
-        "/level — XP, level and what it unlocks",
-        "/achievements — what you earned and what's next",
-        usage::ALERT,
-        "/alerts — your price alerts",
-        "/news — the latest market news",
-        "/premium — lower fees, more alerts",
-        usage::TIMEZONE,
-        "/bankrupt — start over when broke",
+        "/start — open your account".to_owned(),
+        "/market [category] — what's trading".to_owned(),
+        usage::QUOTE.to_owned(),
+        usage::BUY.to_owned(),
+        usage::SELL.to_owned(),
+        usage::STOP.to_owned(),
+        format!("/orders — your open orders · {}", usage::CANCEL),
+        "/portfolio — cash, holdings, net worth".to_owned(),
+        usage::HISTORY.to_owned(),
+        usage::CHART.to_owned(),
+        usage::TOP.to_owned(),
+        "/daily — your daily bonus (streaks grow it)".to_owned(),
+        "/level — XP and unlocks · /achievements".to_owned(),
+        format!("{} · /alerts", usage::ALERT),
+        "/news — market news · /premium — lower fees".to_owned(),
+        usage::TIMEZONE.to_owned(),
+        "/bankrupt — start over when broke".to_owned(),
     ];
     let body: Vec<String> = lines.iter().map(|line| escape(line)).collect();
     Reply::text(format!("📖 <b>Commands</b>\n{}", body.join("\n")))

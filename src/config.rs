@@ -77,6 +77,30 @@ pub struct TelegramSettings {
     pub rate_global_per_sec: Option<u32>,
     pub rate_chat_per_sec: Option<u32>,
     pub rate_group_per_min: Option<u32>,
+    /// Public HTTPS URL of the play page as a Telegram Mini App.
+    #[serde(deserialize_with = "lenient_optional_string")]
+    pub webapp_url: Option<String>,
+    /// Oldest Mini App `initData` accepted, by its `auth_date`.
+    pub webapp_max_age_s: Option<u64>,
+}
+
+/// Oldest Mini App `initData` accepted when `TELEGRAM_WEBAPP_MAX_AGE_S` is unset.
+pub const WEBAPP_MAX_AGE_S_DEFAULT: u64 = 86_400;
+
+impl TelegramSettings {
+    /// The Mini App URL, when one is configured along with a bot token.
+    #[must_use]
+    pub fn webapp_url(&self) -> Option<&str> {
+        let token = self.bot_token.as_ref().is_some_and(|token| !token.expose().is_empty());
+        self.webapp_button_url().filter(|_| token)
+    }
+
+    /// The Mini App URL for `web_app` buttons, token or not (an engine
+    /// process of a split deployment draws the buttons its gateways send).
+    #[must_use]
+    pub fn webapp_button_url(&self) -> Option<&str> {
+        self.webapp_url.as_deref().map(str::trim).filter(|url| !url.is_empty())
+    }
 }
 
 /// Per-player and per-chat command limits (anti-abuse): commands beyond them
@@ -231,6 +255,8 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
     ("TELEGRAM_WEBHOOK_SECRET", "telegram.webhook_secret"),
     ("TELEGRAM_WEBHOOK_URL", "telegram.webhook_url"),
     ("TELEGRAM_MODE", "telegram.mode"),
+    ("TELEGRAM_WEBAPP_URL", "telegram.webapp_url"),
+    ("TELEGRAM_WEBAPP_MAX_AGE_S", "telegram.webapp_max_age_s"),
     ("TELEGRAM_RATE_GLOBAL_PER_SEC", "telegram.rate_global_per_sec"),
     ("TELEGRAM_RATE_CHAT_PER_SEC", "telegram.rate_chat_per_sec"),
     ("TELEGRAM_RATE_GROUP_PER_MIN", "telegram.rate_group_per_min"),

@@ -3,6 +3,7 @@
 
 pub mod answers;
 pub mod audit;
+pub mod backfill;
 pub mod bot;
 pub mod chart;
 pub mod cluster;

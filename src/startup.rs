@@ -107,6 +107,13 @@ impl Application {
             Some(client) => Arc::new(TelegramNotifier::new(client.sender.clone(), universe)),
             None => Arc::new(NullNotifier),
         };
+        // The one engine of this process is the active one: it writes the
+        // fresh market's past before its first tick.
+        if let Err(error) =
+            crate::backfill::seed_history(&settings.engine, &store, actors::clock::Clock::now_ms(&SystemClock)).await
+        {
+            tracing::warn!(%error, "chart backfill skipped");
+        }
         let deps =
             EngineDeps { store: Arc::clone(&store), clock: Arc::new(SystemClock), notifier, autonomous_ticker: true };
         let engine = Engine::start(&settings.engine, deps).await?;
@@ -237,6 +244,7 @@ pub fn game_options(settings: &Settings) -> GameOptions {
         player_commands_per_window: settings.limits.player_commands_per_window,
         chat_commands_per_window: settings.limits.chat_commands_per_window,
         rate_window_ms: settings.limits.window_ms,
+        webapp_url: settings.telegram.webapp_button_url().map(str::to_owned),
     }
 }
 
@@ -262,7 +270,17 @@ pub fn front_state(settings: &Settings, backend: Arc<dyn gateway::backend::Backe
         play_enabled: settings.play_enabled(),
         webhook_secret: secret(settings.telegram.webhook_secret.as_ref()),
         ids: Arc::new(CommandIds::new(&settings.instance_name())),
+        webapp: webapp_auth(settings),
     }
+}
+
+/// The Mini App `initData` check, when a bot token and `TELEGRAM_WEBAPP_URL`
+/// are configured.
+fn webapp_auth(settings: &Settings) -> Option<gateway::webapp::WebAppAuth> {
+    settings.telegram.webapp_url()?;
+    let token = settings.telegram.bot_token.as_ref()?.expose();
+    let max_age_s = settings.telegram.webapp_max_age_s.unwrap_or(crate::config::WEBAPP_MAX_AGE_S_DEFAULT);
+    Some(gateway::webapp::WebAppAuth::new(token, max_age_s))
 }
 
 /// Waits (at most `timeout_ms`) for the Telegram messages queued so far.

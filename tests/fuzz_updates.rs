@@ -892,6 +892,9 @@ async fn updates_parse_and_dispatch_without_panic() {
             let parsed = command::parse(&text, Some(BOT));
             let replies = bot.handle_text(&speaker, &text).await;
             match &parsed {
+                Err(ParseError::NotForUs) if speaker.chat.is_none() && !text.trim_start().starts_with('/') => {
+                    assert_eq!(replies.len(), 1, "plain text gets the menu: {:?} → {replies:?}", short(&text));
+                }
                 Err(ParseError::NotForUs) => assert!(replies.is_empty(), "{:?} → {replies:?}", short(&text)),
                 _ => assert_eq!(replies.len(), 1, "{:?} → {replies:?}", short(&text)),
             }

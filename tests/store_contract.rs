@@ -27,7 +27,7 @@ use actors::domain::ids::{AssetId, PlayerId};
 use actors::domain::order::Side;
 use actors::domain::profile::{GameChange, PaymentId};
 use actors::ports::memory::MemoryStore;
-use actors::ports::{CommitGate, EventBatch, Store, StoreError};
+use actors::ports::{Candle, CommitGate, EventBatch, Store, StoreError};
 use backends::{Backend, Embedded, Memory, Postgres};
 use rust_decimal::Decimal;
 use scenario::{Scenario, shifted};
@@ -362,6 +362,39 @@ mod cases {
         assert!(scenario.log.len() > 100);
     }
 
+    /// The chart backfill's candles: written before the live ones, never
+    /// over one, and written again without effect.
+    pub async fn seeded_candles_never_overwrite<B: Backend>() {
+        let (fixture, _) = played::<B>(8, 6, 6).await;
+        let asset = AssetId(1);
+        let live = fixture.store.candles(asset, i64::MIN, 10_000).await.unwrap();
+        let first = live[0];
+        let past = |start_ms: i64, price: f64| Candle {
+            start_ms,
+            open: price,
+            high: price,
+            low: price,
+            close: price,
+            volume: 0,
+        };
+        let seeded = Arc::new(vec![
+            (asset, past(first.start_ms - 120_000, 1.5)),
+            (asset, past(first.start_ms - 60_000, 1.25)),
+            (asset, past(first.start_ms, 999.0)),
+        ]);
+        for _ in 0..2 {
+            fixture.store.seed_candles(Arc::clone(&seeded)).await.unwrap();
+            fixture.reference.seed_candles(Arc::clone(&seeded)).await.unwrap();
+        }
+        let all = fixture.store.candles(asset, i64::MIN, 10_000).await.unwrap();
+        assert_eq!(all.len(), live.len() + 2, "{all:?}");
+        assert_eq!(all[..2], [seeded[0].1, seeded[1].1]);
+        assert_eq!(all[2..], live[..], "a live candle was overwritten");
+        assert_eq!(all, fixture.reference.candles(asset, i64::MIN, 10_000).await.unwrap());
+        let other = fixture.store.candles(AssetId(0), i64::MIN, 10_000).await.unwrap();
+        assert_eq!(other, fixture.reference.candles(AssetId(0), i64::MIN, 10_000).await.unwrap());
+    }
+
     pub async fn same_player_twice_last_wins<B: Backend>() {
         let fixture = Fixture::<B>::new().await;
         let mut scenario = Scenario::new(8, 6);
@@ -618,6 +651,7 @@ macro_rules! shared_suite {
                 audit_reconciles_and_catches_tampering,
                 trades_of_pages_newest_first,
                 candles_bucket_by_minute,
+                seeded_candles_never_overwrite,
                 same_player_twice_last_wins,
                 survives_reopen,
                 game_profile_roundtrip,
@@ -691,7 +725,7 @@ async fn postgres_migrates_only_when_asked() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     store.append(batch).await.unwrap();
     assert!(store.audit(scenario.tickers()).await.unwrap().ok);
 }

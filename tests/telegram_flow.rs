@@ -184,7 +184,7 @@ fn new_player_flow_from_start_to_sell() {
     assert_html(&market);
     let text = market.text().unwrap();
     assert!(text.contains("Market") && text.contains("ACME"), "{text}");
-    assert!(market.buttons().iter().flatten().any(|(_, data)| data.starts_with("/market ")), "{:?}", market.buttons());
+    assert!(market.buttons().iter().flatten().any(|(_, data)| data.starts_with("~/market ")), "{:?}", market.buttons());
 
     let quote = rig.ask(user, "/quote ACME", 3);
     assert_html(&quote);
@@ -209,10 +209,11 @@ fn new_player_flow_from_start_to_sell() {
     assert_html(&portfolio);
     let text = portfolio.text().unwrap();
     assert!(text.contains("ACME: 10"), "{text}");
-    assert_eq!(button(&portfolio, "↻ Refresh"), "/portfolio");
+    // A view's own buttons carry the edit mark.
+    assert_eq!(button(&portfolio, "↻ Refresh"), "~/portfolio");
 
     // Refresh edits the portfolio message in place (unchanged counts too).
-    let refresh = with_id(press(user, &portfolio, "/portfolio"));
+    let refresh = with_id(press(user, &portfolio, "~/portfolio"));
     assert_eq!(rig.post(&refresh), 200);
     let message_id = portfolio.message_id().unwrap();
     let edited = rig.fake.wait_for(
@@ -469,10 +470,10 @@ fn chart_sends_a_png_photo() {
     assert!(info.width >= 200 && info.height >= 100, "{}x{}", info.width, info.height);
     let caption = chart.text().unwrap();
     assert!(caption.contains("ACME") && caption.contains("1h"), "{caption}");
-    assert_eq!(button(&chart, "1w"), "/chart ACME 1w");
-
-    // The range buttons send a new picture.
-    let tap = with_id(press(user, &chart, "/chart ACME 1w"));
+    // A chart's range buttons edit it in place (tests/reply_rules.rs); on a
+    // message Telegram reports without its photo, a new picture is sent.
+    assert_eq!(button(&chart, "1w"), "~/chart ACME 1w");
+    let tap = with_id(press(user, &chart, "~/chart ACME 1w"));
     assert_eq!(rig.post(&tap), 200);
     let week = rig.message(user, 3);
     assert_eq!(week.method, "sendPhoto");

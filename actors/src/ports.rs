@@ -191,6 +191,14 @@ pub trait Store: Send + Sync + 'static {
         since_ms: i64,
         limit: usize,
     ) -> BoxFuture<Result<Vec<Candle>, StoreError>>;
+
+    /// Writes candles of a market's past (drawn before its first minute, as
+    /// the chart backfill does), in one transaction; a minute that already
+    /// has a candle keeps it. Only the active engine may call this.
+    fn seed_candles(
+        &self,
+        candles: Arc<Vec<(crate::domain::ids::AssetId, Candle)>>,
+    ) -> BoxFuture<Result<(), StoreError>>;
 }
 
 /// Something to tell a player outside of a reply to their own command.

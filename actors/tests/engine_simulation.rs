@@ -1096,6 +1096,10 @@ impl Store for SlowStore {
     fn candles(&self, asset: AssetId, since_ms: i64, limit: usize) -> BoxFuture<Result<Vec<Candle>, StoreError>> {
         self.inner.candles(asset, since_ms, limit)
     }
+
+    fn seed_candles(&self, candles: Arc<Vec<(AssetId, Candle)>>) -> BoxFuture<Result<(), StoreError>> {
+        self.inner.seed_candles(candles)
+    }
 }
 
 // ---- the event log ---------------------------------------------------------

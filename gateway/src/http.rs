@@ -30,6 +30,8 @@ pub struct AppState {
     pub webhook_secret: Option<String>,
     /// Makes ids for commands received here (unique across instances).
     pub ids: Arc<CommandIds>,
+    /// Checks Mini App `initData`; `None` = no Mini App.
+    pub webapp: Option<crate::webapp::WebAppAuth>,
 }
 
 /// Ids for commands without one of their own (play-page messages): this
@@ -73,7 +75,8 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .route("/admin/audit", web::get().to(admin::audit))
         .route("/admin/engine", web::get().to(admin::engine))
         .route("/telegram/webhook", web::post().to(webhook::webhook));
-    if state.play_enabled {
+    // The Mini App is the play page inside Telegram.
+    if state.play_enabled || state.webapp.is_some() {
         config.route("/", web::get().to(api::play_page)).route("/api/play", web::post().to(api::play));
     }
 }

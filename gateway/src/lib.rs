@@ -9,3 +9,4 @@ pub mod http;
 pub mod nats;
 pub mod polling;
 pub mod sender;
+pub mod webapp;

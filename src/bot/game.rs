@@ -25,9 +25,12 @@ use crate::telegram::reply::{self, Button, InvoiceSpec, Reply, escape, money};
 /// Players shown per `/top` page.
 pub const TOP_PAGE_PLAYERS: u64 = 10;
 /// Places shown above and below the player's own.
-pub const TOP_NEIGHBOURS: u64 = 3;
+pub const TOP_NEIGHBOURS: u64 = 2;
 /// Invoice payload of the premium entitlement.
 pub const PREMIUM_PAYLOAD: &str = "premium";
+
+/// Achievements listed by `/achievements` (earned first, then the nearest).
+pub const ACHIEVEMENTS_SHOWN: usize = 16;
 
 /// Operator and abuse settings of the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +44,9 @@ pub struct GameOptions {
     /// Commands one group chat may send per window.
     pub chat_commands_per_window: u32,
     pub rate_window_ms: u64,
+    /// The play page as a Telegram Mini App (`TELEGRAM_WEBAPP_URL`): `/start`
+    /// in a private chat offers it as a `web_app` button.
+    pub webapp_url: Option<String>,
 }
 
 impl Default for GameOptions {
@@ -52,6 +58,7 @@ impl Default for GameOptions {
             player_commands_per_window: 20,
             chat_commands_per_window: 60,
             rate_window_ms: 10_000,
+            webapp_url: None,
         }
     }
 }
@@ -249,20 +256,33 @@ impl Bot {
         let owned = &ledger.account.profile.achievements;
         let total = rules.achievements.achievements.len();
         let mut text = format!("🏆 <b>Achievements</b> · {} of {total}\n", owned.len());
+        let mut earned = Vec::new();
+        let mut open = Vec::new();
         for def in &rules.achievements.achievements {
             if owned.contains(&def.id) {
-                let _ = writeln!(text, "✅ <b>{}</b> — {}", escape(&def.name), escape(&def.description));
+                earned.push(format!("✅ <b>{}</b> — {}", escape(&def.name), escape(&def.description)));
             } else {
                 let progress = actors::domain::achievement::progress(&stats, &def.rule);
-                let _ = writeln!(
-                    text,
+                let done =
+                    if progress.target > Decimal::ZERO { progress.current / progress.target } else { Decimal::ZERO };
+                let line = format!(
                     "▫️ {} — {} ({}/{})",
                     escape(&def.name),
                     escape(&def.description),
                     progress.current.max(Decimal::ZERO).round_dp(0),
                     progress.target.round_dp(0)
                 );
+                open.push((done, line));
             }
+        }
+        // One screen: what was earned, then the nearest goals first.
+        open.sort_by_key(|(done, _)| std::cmp::Reverse(*done));
+        let lines: Vec<String> = earned.into_iter().chain(open.into_iter().map(|(_, line)| line)).collect();
+        for line in lines.iter().take(ACHIEVEMENTS_SHOWN) {
+            let _ = writeln!(text, "{line}");
+        }
+        if let Some(more) = lines.len().checked_sub(ACHIEVEMENTS_SHOWN).filter(|more| *more > 0) {
+            let _ = writeln!(text, "…and {more} more to find.");
         }
         Reply::text(text).with_row(vec![Button::new("Level", "/level"), Button::new("Top", "/top")])
     }

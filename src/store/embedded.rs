@@ -41,6 +41,7 @@ mod sql {
     pub const HOLDING_INSERT: &str = include_str!("../../sql/embedded/queries/holding_insert.sql");
     pub const CANDLE_ADD_VOLUME: &str = include_str!("../../sql/embedded/queries/candle_add_volume.sql");
     pub const CANDLE_UPSERT: &str = include_str!("../../sql/embedded/queries/candle_upsert.sql");
+    pub const CANDLE_SEED: &str = include_str!("../../sql/embedded/queries/candle_seed.sql");
     pub const ACCOUNT_LOAD: &str = include_str!("../../sql/embedded/queries/account_load.sql");
     pub const MARKET_LOAD: &str = include_str!("../../sql/embedded/queries/market_load.sql");
     pub const MARKET_SAVE: &str = include_str!("../../sql/embedded/queries/market_save.sql");
@@ -105,6 +106,29 @@ impl EmbeddedStore {
 }
 
 impl Store for EmbeddedStore {
+    fn seed_candles(&self, candles: Arc<Vec<(AssetId, Candle)>>) -> BoxFuture<Result<(), StoreError>> {
+        self.writer.call(move |conn| {
+            let txn = conn.transaction().map_err(sqlite_error)?;
+            {
+                let mut statement = txn.prepare_cached(sql::CANDLE_SEED).map_err(sqlite_error)?;
+                for (asset, c) in candles.iter() {
+                    statement
+                        .execute(params![
+                            asset.0,
+                            c.start_ms,
+                            c.open,
+                            c.high,
+                            c.low,
+                            c.close,
+                            to_i64(c.volume, "volume")?
+                        ])
+                        .map_err(sqlite_error)?;
+                }
+            }
+            txn.commit().map_err(sqlite_error)
+        })
+    }
+
     fn append(&self, batch: Arc<EventBatch>) -> BoxFuture<Result<(), StoreError>> {
         self.writer.call(move |conn| append(conn, &batch))
     }

@@ -70,6 +70,7 @@ mod sql {
     pub const AUDIT_EVENTS: &str = include_str!("../../sql/queries/audit_events.sql");
     pub const CANDLES_ADD_VOLUME: &str = include_str!("../../sql/queries/candles_add_volume.sql");
     pub const CANDLES_UPSERT: &str = include_str!("../../sql/queries/candles_upsert.sql");
+    pub const CANDLES_SEED: &str = include_str!("../../sql/queries/candles_seed.sql");
     pub const MARKET_LOAD: &str = include_str!("../../sql/queries/market_load.sql");
     pub const MARKET_SAVE: &str = include_str!("../../sql/queries/market_save.sql");
     pub const CANDLES_SINCE: &str = include_str!("../../sql/queries/candles_since.sql");
@@ -458,6 +459,26 @@ impl Store for PostgresStore {
             found.dedup_by_key(|fill| fill.seq);
             found.truncate(limit);
             Ok(found)
+        })
+    }
+
+    fn seed_candles(&self, candles: Arc<Vec<(AssetId, Candle)>>) -> BoxFuture<Result<(), StoreError>> {
+        self.run(move |client| {
+            let candles = Arc::clone(&candles);
+            Box::pin(async move {
+                let assets: Vec<i32> = candles.iter().map(|(asset, _)| i32::from(asset.0)).collect();
+                let starts: Vec<i64> = candles.iter().map(|(_, c)| c.start_ms).collect();
+                let opens: Vec<f64> = candles.iter().map(|(_, c)| c.open).collect();
+                let highs: Vec<f64> = candles.iter().map(|(_, c)| c.high).collect();
+                let lows: Vec<f64> = candles.iter().map(|(_, c)| c.low).collect();
+                let closes: Vec<f64> = candles.iter().map(|(_, c)| c.close).collect();
+                let volumes =
+                    candles.iter().map(|(_, c)| to_i64(c.volume, "volume")).collect::<Result<Vec<i64>, _>>()?;
+                let statement = client.prepare_cached(sql::CANDLES_SEED).await.map_err(pg_error)?;
+                let params: [&(dyn ToSql + Sync); 7] = [&assets, &starts, &opens, &highs, &lows, &closes, &volumes];
+                client.execute(&statement, &params).await.map_err(pg_error)?;
+                Ok(())
+            })
         })
     }
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use actors::ports::coordinator::Coordinator;
 use teloxide_core::Bot as BotApi;
-use teloxide_core::payloads::SetWebhookSetters;
+use teloxide_core::payloads::{SetChatMenuButtonSetters, SetWebhookSetters};
 use teloxide_core::requests::Requester;
-use teloxide_core::types::BotCommand as MenuCommand;
+use teloxide_core::types::{BotCommand as MenuCommand, MenuButton, WebAppInfo};
 
 use super::ingest::Ingest;
 use super::polling;
@@ -154,6 +154,21 @@ pub async fn register(client: &TelegramClient, settings: &Settings) {
     }
     if let Err(error) = client.api.set_my_commands(menu()).await {
         tracing::warn!(%error, "setMyCommands failed");
+    }
+    if let Some(url) = settings.telegram.webapp_url() {
+        register_menu_button(&client.api, url).await;
+    }
+}
+
+/// Makes the chat's menu button open the play page as a Mini App.
+async fn register_menu_button(api: &BotApi, url: &str) {
+    let Ok(url) = url.parse() else {
+        tracing::warn!("TELEGRAM_WEBAPP_URL is not a URL; no Mini App menu button");
+        return;
+    };
+    let button = MenuButton::WebApp { text: "Play".to_owned(), web_app: WebAppInfo { url } };
+    if let Err(error) = api.set_chat_menu_button().menu_button(button).await {
+        tracing::warn!(%error, "setChatMenuButton failed");
     }
 }
 

@@ -1,6 +1,9 @@
 //! The one place that turns engine outcomes and `Rejection`s into words: a
 //! [`Reply`] (the `wire` type every role shares) of HTML text, everything
-//! from players or config escaped, with inline buttons.
+//! from players or config escaped, with inline buttons. The reply rules
+//! (receipts stay, views edit in place, errors offer the next step, one
+//! screen per reply, a menu for plain text) are stated on [`wire::reply`];
+//! [`settle`] marks the buttons that edit in place.
 
 use actors::domain::exchange::{Fill, Quote};
 use actors::domain::money::format_money;
@@ -10,7 +13,60 @@ use rust_decimal::Decimal;
 
 use super::command::ParseError;
 
-pub use wire::reply::{Button, CALLBACK_DATA_LEN_MAX, InvoiceSpec, Reply, ReplyPhoto, escape};
+pub use wire::reply::{
+    Button, CALLBACK_DATA_LEN_MAX, InvoiceSpec, REPLY_CHARS_MAX, REPLY_LINES_MAX, Reply, ReplyKind, ReplyPhoto, escape,
+};
+
+/// How a view is shown: as text, or as a picture (which only a picture
+/// can replace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Medium {
+    Text,
+    Photo,
+}
+
+/// The medium of the view `command` draws, or `None` when it is no view
+/// (its answer is a receipt: a trade, a bonus, a cancellation…).
+#[must_use]
+pub fn view_medium(command: &str) -> Option<Medium> {
+    let name = command.split_whitespace().next()?.split('@').next()?.to_ascii_lowercase();
+    match name.as_str() {
+        "/chart" => Some(Medium::Photo),
+        "/quote" | "/portfolio" | "/p" | "/market" | "/history" | "/orders" | "/top" | "/help" | "/level"
+        | "/achievements" | "/alerts" | "/news" => Some(Medium::Text),
+        _ => None,
+    }
+}
+
+/// Marks the buttons of a view that lead to a view of the same medium: a
+/// press on one replaces the view in place. Receipts, errors and menus keep
+/// unmarked buttons, so they are never overwritten.
+#[must_use]
+pub fn settle(mut reply: Reply) -> Reply {
+    if reply.kind != ReplyKind::View {
+        return reply;
+    }
+    let medium = if reply.photo.is_some() { Medium::Photo } else { Medium::Text };
+    for button in reply.buttons.iter_mut().flatten() {
+        button.edits = button.web_app.is_none() && view_medium(&button.data) == Some(medium);
+    }
+    reply
+}
+
+/// The short menu answering text that is no command.
+#[must_use]
+pub fn menu() -> Reply {
+    Reply::text("🤖 I answer commands. Tap one below, or send /help for the full list.")
+        .with_row(vec![Button::new("Market", "/market"), Button::new("Portfolio", "/portfolio")])
+        .with_row(vec![Button::new("Daily bonus", "/daily"), Button::new("Help", "/help")])
+        .kind(ReplyKind::Menu)
+}
+
+/// An error reply: `text`, and the next step as a button.
+#[must_use]
+pub fn error(text: impl Into<String>, next: Button) -> Reply {
+    Reply::text(text).with_row(vec![next]).kind(ReplyKind::Error)
+}
 
 /// A price for people: grouped, two decimals.
 #[must_use]
@@ -58,9 +114,14 @@ pub fn quote(quote: &Quote, ticker: &str, name: &str, category: &str) -> Reply {
     let trade_row = |verb: &str, label: &str| {
         [1, 10, 100].map(|qty| Button::new(format!("{label} {qty}"), format!("/{verb} {ticker} {qty}")))
     };
-    Reply::text(text).with_row(trade_row("buy", "Buy").to_vec()).with_row(trade_row("sell", "Sell").to_vec()).with_row(
-        vec![Button::new("↻ Refresh", format!("/quote {ticker}")), Button::new("Chart", format!("/chart {ticker}"))],
-    )
+    Reply::text(text)
+        .kind(ReplyKind::View)
+        .with_row(trade_row("buy", "Buy").to_vec())
+        .with_row(trade_row("sell", "Sell").to_vec())
+        .with_row(vec![
+            Button::new("↻ Refresh", format!("/quote {ticker}")),
+            Button::new("Chart", format!("/chart {ticker}")),
+        ])
 }
 
 /// Words for a player's mistake (or a refusal), saying what to do.
@@ -139,7 +200,40 @@ pub fn rejection(rejection: &Rejection) -> Reply {
         Rejection::UnknownAlert { alert } => format!("⚠️ You have no alert #{alert}. See /alerts."),
         Rejection::Referral { reason } => format!("ℹ️ That referral does not count: {}.", escape(reason)),
     };
-    Reply::text(text)
+    error(text, next_step(rejection))
+}
+
+/// The button that takes a player on after `rejection`.
+fn next_step(rejection: &Rejection) -> Button {
+    let quote =
+        |ticker: &actors::domain::ids::Ticker| Button::new(format!("Quote {ticker}"), format!("/quote {ticker}"));
+    match rejection {
+        Rejection::BadTicker { .. } | Rejection::UnknownTicker { .. } | Rejection::Referral { .. } => {
+            Button::new("Market", "/market")
+        }
+        Rejection::Halted { ticker, .. } | Rejection::PriceWouldExecute { ticker, .. } => quote(ticker),
+        Rejection::TooManyOpenOrders { .. } | Rejection::UnknownOrder { .. } => Button::new("Orders", "/orders"),
+        Rejection::TooManyAlerts { .. } | Rejection::AlertAlreadyThere { .. } | Rejection::UnknownAlert { .. } => {
+            Button::new("Alerts", "/alerts")
+        }
+        Rejection::NoAccount => Button::new("Start", "/start"),
+        Rejection::Locked { .. } | Rejection::AlreadyClaimed { .. } => Button::new("Level", "/level"),
+        Rejection::BadQuantity { .. } | Rejection::BadPrice { .. } | Rejection::AmountTooLarge => {
+            Button::new("Help", "/help")
+        }
+        Rejection::OrderTooLarge { .. }
+        | Rejection::OrderTooSmall { .. }
+        | Rejection::ExceedsLiquidity { .. }
+        | Rejection::PositionLimit { .. }
+        | Rejection::InsufficientCash { .. }
+        | Rejection::InsufficientShares { .. }
+        | Rejection::StopOnlySells
+        | Rejection::Busy
+        | Rejection::Unavailable
+        | Rejection::Concentration { .. }
+        | Rejection::NotBroke { .. }
+        | Rejection::BankruptcyCoolingDown { .. } => Button::new("Portfolio", "/portfolio"),
+    }
 }
 
 /// `text` with its first letter upper-cased.
@@ -173,13 +267,94 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Words for a text that did not parse.
 #[must_use]
-pub fn parse_error(error: &ParseError) -> Option<Reply> {
-    match error {
+pub fn parse_error(parse_error: &ParseError) -> Option<Reply> {
+    match parse_error {
         ParseError::NotForUs => None,
-        ParseError::Unknown { command } => {
-            Some(Reply::text(format!("🤔 I don't know /{}. Send /help for the list of commands.", escape(command))))
+        ParseError::Unknown { command } => Some(error(
+            format!("🤔 I don't know /{}. Send /help for the list of commands.", escape(command)),
+            Button::new("Help", "/help"),
+        )),
+        ParseError::Usage { usage } => {
+            Some(error(format!("✍️ Usage: {}", escape(usage)), Button::new("Help", "/help")))
         }
-        ParseError::Usage { usage } => Some(Reply::text(format!("✍️ Usage: {}", escape(usage)))),
         ParseError::Invalid(rejected) => Some(rejection(rejected)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use actors::domain::ids::{OrderId, Ticker};
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    /// Every rejection, with the longest values a player can cause.
+    fn every_rejection() -> Vec<Rejection> {
+        let ticker = Ticker::parse("ACME").unwrap();
+        let big = Decimal::new(999_999_999_999_999, 2);
+        let given = "x".repeat(4_000);
+        vec![
+            Rejection::BadTicker { given: given.chars().take(32).collect() },
+            Rejection::UnknownTicker { ticker },
+            Rejection::BadQuantity { given: given.chars().take(32).collect() },
+            Rejection::BadPrice { given: given.chars().take(32).collect() },
+            Rejection::OrderTooLarge { qty_max: u64::MAX },
+            Rejection::OrderTooSmall { value_min: big },
+            Rejection::ExceedsLiquidity { qty_max: u64::MAX },
+            Rejection::PositionLimit { ticker, qty_max: u64::MAX, held: u64::MAX },
+            Rejection::InsufficientCash { needed: big, available: big },
+            Rejection::InsufficientShares { ticker, needed: u64::MAX, available: u64::MAX },
+            Rejection::Halted { ticker, resumes_at_ms: i64::MAX },
+            Rejection::TooManyOpenOrders { open_max: u32::MAX },
+            Rejection::PriceWouldExecute { ticker, market: big },
+            Rejection::StopOnlySells,
+            Rejection::UnknownOrder { order_id: OrderId(u64::MAX) },
+            Rejection::NoAccount,
+            Rejection::AmountTooLarge,
+            Rejection::Locked { what: "stop orders".into(), level: u32::MAX },
+            Rejection::Concentration { pct_max: 50, value_max: big },
+            Rejection::AlreadyClaimed { next_claim_at_ms: 0 },
+            Rejection::NotBroke { net_worth: big, threshold: big },
+            Rejection::BankruptcyCoolingDown { next_allowed_at_ms: i64::MAX },
+            Rejection::TooManyAlerts { alerts_max: u32::MAX },
+            Rejection::AlertAlreadyThere { mid: big },
+            Rejection::UnknownAlert { alert: u64::MAX },
+            Rejection::Referral { reason: "you cannot refer yourself".into() },
+            Rejection::Busy,
+            Rejection::Unavailable,
+        ]
+    }
+
+    #[test]
+    fn every_rejection_fits_a_screen_and_offers_its_next_step() {
+        for rejected in every_rejection() {
+            let reply = rejection(&rejected);
+            assert!(reply.fits(), "{rejected:?}: {}", reply.text);
+            assert_eq!(reply.kind, ReplyKind::Error, "{rejected:?}");
+            let next = reply.buttons.iter().flatten().next();
+            assert!(next.is_some_and(|button| button.data.starts_with('/')), "{rejected:?}: no next step");
+        }
+    }
+
+    #[test]
+    fn only_a_views_own_buttons_edit_it() {
+        let view = Reply::text("💼 Portfolio")
+            .kind(ReplyKind::View)
+            .with_row(vec![Button::new("↻", "/portfolio"), Button::new("Buy", "/buy ACME 1")])
+            .with_row(vec![Button::new("Chart", "/chart ACME")]);
+        let settled = settle(view);
+        let edits: Vec<bool> = settled.buttons.iter().flatten().map(|button| button.edits).collect();
+        assert_eq!(edits, [true, false, false], "text view → text views only");
+        let receipt = settle(Reply::text("🟢 Bought").with_row(vec![Button::new("Portfolio", "/portfolio")]));
+        assert!(receipt.buttons.iter().flatten().all(|button| !button.edits), "a receipt is never overwritten");
+        let mut chart = Reply::text("📊")
+            .kind(ReplyKind::View)
+            .with_row(vec![Button::new("1h", "/chart ACME 1h"), Button::new("Quote", "/quote ACME")]);
+        chart.photo = Some(ReplyPhoto { png: std::sync::Arc::new(vec![1]), url: String::new() });
+        let edits: Vec<bool> = settle(chart).buttons.iter().flatten().map(|button| button.edits).collect();
+        assert_eq!(edits, [true, false], "a chart's ranges edit it; a quote cannot replace a picture");
+        assert!(menu().fits() && !menu().buttons.is_empty());
     }
 }

@@ -1,8 +1,10 @@
 //! `UpdateHandler`: one Telegram update in, Bot API calls out through an
 //! [`Outbox`].
 //! Messages run the command path; button presses are answered at once, then
-//! run once (a TTL lock per player and button makes a double press act once)
-//! and refresh the message they came from where that makes sense. Payments:
+//! run once (a TTL lock per player and button makes a double press act once).
+//! A press on a view's own button ([`Button::edits`]) replaces that view in
+//! place (`editMessageText`, or `editMessageMedia` for a chart); any other
+//! press answers with a new message, so receipts are never overwritten. Payments:
 //! a pre-checkout query is answered at once (accepted only for an invoice we
 //! issue, at today's price, in Stars), a successful payment grants premium
 //! (once per charge, engine-side). A group that became a supergroup takes its
@@ -17,15 +19,12 @@ use actors::ports::coordinator::Coordinator;
 use teloxide_core::types::{CallbackQuery, Message, PreCheckoutQuery, SuccessfulPayment, Update, UpdateKind, User};
 
 use super::outbox::Outbox;
-use super::reply::Reply;
+use super::reply::{Button, Reply, ReplyKind};
 use super::sender::{Outgoing, STARS_CURRENCY};
 use crate::bot::{Bot, PREMIUM_PAYLOAD, Speaker};
 
 /// How long a button press blocks the same press (double taps, retries).
 pub const BUTTON_LOCK_TTL_MS: u64 = 10_000;
-
-/// Commands whose answer replaces the message the button sat on.
-const REFRESHING_COMMANDS: [&str; 5] = ["/quote", "/portfolio", "/market", "/history", "/orders"];
 
 /// Handles updates for one bot.
 #[derive(Clone)]
@@ -142,6 +141,9 @@ impl<O: Outbox> Handling<'_, O> {
         self.out.send_now(Outgoing::AnswerCallback { callback_query_id: query.id.0.clone(), text: None });
         let Some(data) = query.data.as_deref() else { return };
         let Some(message) = query.message.as_ref() else { return };
+        let (command, edits) = Button::parse_callback(data);
+        // What the tapped message shows (an inaccessible one cannot be edited).
+        let tapped_photo = message.regular_message().map(|tapped| tapped.photo().is_some());
         let (chat_id, message_id) = (message.chat().id.0, message.id().0);
         let speaker = Speaker { chat: (!message.chat().is_private()).then_some(chat_id), ..speaker_of(&query.from) };
         let lock_key = format!("btn:{}:{chat_id}:{message_id}:{data}", speaker.player.0);
@@ -164,12 +166,15 @@ impl<O: Outbox> Handling<'_, O> {
                 return;
             }
         }
-        let refreshes = REFRESHING_COMMANDS.iter().any(|command| data.split_whitespace().next() == Some(command));
-        for reply in self.bot.handle_text(&speaker, data).await {
-            if refreshes && reply.photo.is_none() && reply.invoice.is_none() {
-                self.send(Outgoing::Edit { chat_id, message_id, reply });
-            } else {
-                self.send_reply(chat_id, reply);
+        for reply in self.bot.handle_text(&speaker, command).await {
+            let in_place = edits && reply.kind == ReplyKind::View && reply.invoice.is_none();
+            match (in_place, tapped_photo, reply.photo.clone()) {
+                (true, Some(false), None) => self.send(Outgoing::Edit { chat_id, message_id, reply }),
+                (true, Some(true), Some(photo)) => {
+                    let png = photo.png.as_ref().clone();
+                    self.send(Outgoing::EditPhoto { chat_id, message_id, png, caption: reply });
+                }
+                _ => self.send_reply(chat_id, reply),
             }
         }
     }

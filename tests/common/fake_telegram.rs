@@ -313,6 +313,11 @@ impl FakeTelegram {
         self.state.lock().webhook.clone()
     }
 
+    /// The last `setChatMenuButton` button, if any.
+    pub fn menu_button(&self) -> Option<Value> {
+        self.state.lock().menu_button.clone()
+    }
+
     /// The last `setMyCommands` list.
     pub fn commands(&self) -> Option<Value> {
         self.state.lock().commands.clone()
@@ -468,6 +473,7 @@ struct Inner {
     next_message_id: i64,
     webhook: Option<Value>,
     commands: Option<Value>,
+    menu_button: Option<Value>,
 }
 
 impl State {
@@ -526,11 +532,13 @@ async fn handle(request: HttpRequest, body: web::Bytes, state: web::Data<State>)
 /// Bot API method names are case-insensitive (teloxide sends `SendMessage`);
 /// calls are recorded under the documented spelling.
 fn canonical(method: &str) -> String {
-    const METHODS: [&str; 16] = [
+    const METHODS: [&str; 18] = [
         "getMe",
         "sendMessage",
         "sendPhoto",
         "editMessageText",
+        "editMessageMedia",
+        "setChatMenuButton",
         "editMessageCaption",
         "answerCallbackQuery",
         "setWebhook",
@@ -570,8 +578,10 @@ fn answer(state: &State, method: &str, params: &Value, files: &HashMap<String, V
         return scripted;
     }
     let chat_id = as_i64(&params["chat_id"]);
-    let sends_to_chat =
-        matches!(method, "sendMessage" | "sendPhoto" | "editMessageText" | "sendInvoice" | "editMessageCaption");
+    let sends_to_chat = matches!(
+        method,
+        "sendMessage" | "sendPhoto" | "editMessageText" | "editMessageMedia" | "sendInvoice" | "editMessageCaption"
+    );
     if sends_to_chat {
         match chat_id {
             None => return bad_request("chat_id is empty"),
@@ -663,6 +673,47 @@ fn answer(state: &State, method: &str, params: &Value, files: &HashMap<String, V
             message["text"] = json!(text);
             message["edit_date"] = json!(unix_now());
             ok(message)
+        }
+        "editMessageMedia" => {
+            // `media` is an InputMedia (a JSON string in multipart bodies)
+            // whose file is `attach://<part>`.
+            let media = match &params["media"] {
+                Value::String(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+                other => other.clone(),
+            };
+            if media["type"] != "photo" {
+                return bad_request("there is no media in the request");
+            }
+            let attached = media["media"].as_str().and_then(|m| m.strip_prefix("attach://")).and_then(|p| files.get(p));
+            let Some(photo) = attached.filter(|bytes| !bytes.is_empty()) else {
+                return bad_request("wrong file identifier/HTTP URL specified");
+            };
+            let caption = media["caption"].as_str().unwrap_or_default().to_owned();
+            if caption.chars().count() > CAPTION_LEN_MAX {
+                return bad_request("message caption is too long");
+            }
+            if let Err(answer) = check_markup(params) {
+                return answer;
+            }
+            let Some(message_id) = as_i64(&params["message_id"]) else {
+                return bad_request("message identifier is not specified");
+            };
+            inner.messages.insert((chat_id, message_id), (caption.clone(), params["reply_markup"].clone()));
+            let mut message = message_json(chat_id, message_id, params);
+            message["photo"] = json!([{
+                "file_id": format!("AgACAgQAAx0Cfake{message_id}e"),
+                "file_unique_id": format!("AQADfake{message_id}e"),
+                "width": 800,
+                "height": 450,
+                "file_size": photo.len(),
+            }]);
+            message["caption"] = json!(caption);
+            message["edit_date"] = json!(unix_now());
+            ok(message)
+        }
+        "setChatMenuButton" => {
+            inner.menu_button = Some(params["menu_button"].clone());
+            ok(json!(true))
         }
         "answerCallbackQuery" => {
             if params["callback_query_id"].as_str().is_none_or(str::is_empty) {

@@ -14,4 +14,4 @@ mod base64_bytes;
 pub use command::{PlayCommand, PlayPlayer};
 pub use outgoing::Outgoing;
 pub use query::{Answer, EngineStatus, Query};
-pub use reply::{Button, InvoiceSpec, Reply, ReplyPhoto, escape};
+pub use reply::{Button, InvoiceSpec, Reply, ReplyKind, ReplyPhoto, escape};

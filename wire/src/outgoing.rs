@@ -20,6 +20,15 @@ pub enum Outgoing {
     },
     /// `editMessageText`; "message is not modified" counts as success.
     Edit { chat_id: i64, message_id: i32, reply: Reply },
+    /// `editMessageMedia`: a new picture (and caption, keyboard) for a photo
+    /// message — a chart view's range tap.
+    EditPhoto {
+        chat_id: i64,
+        message_id: i32,
+        #[serde(with = "crate::base64_bytes")]
+        png: Vec<u8>,
+        caption: Reply,
+    },
     /// `answerCallbackQuery`: not limited per chat, sent before queued messages.
     AnswerCallback { callback_query_id: String, text: Option<String> },
     /// `sendInvoice` in Telegram Stars (`XTR`, one price, empty provider token).
@@ -38,6 +47,7 @@ impl Outgoing {
             Self::Text { chat_id, .. }
             | Self::Photo { chat_id, .. }
             | Self::Edit { chat_id, .. }
+            | Self::EditPhoto { chat_id, .. }
             | Self::Invoice { chat_id, .. } => Some(*chat_id),
             Self::AnswerCallback { .. } | Self::AnswerPreCheckout { .. } => None,
         }

@@ -1,6 +1,17 @@
 //! `Reply`: one message the bot says back — HTML text (everything from
 //! players or config escaped by whoever wrote it), inline buttons, and
-//! optionally a picture or a Telegram Stars invoice.
+//! optionally a picture or a Telegram Stars invoice — and its [`ReplyKind`],
+//! which carries the reply rules:
+//!
+//! - receipts and notifications are never overwritten: a button under one
+//!   always answers with a new message;
+//! - views (a quote, a list, a board tab, a chart range, a page) edit in
+//!   place: a [`Button::edits`] button on a view replaces that view;
+//! - every error names the next step and offers it as a button where one
+//!   exists;
+//! - every reply fits one phone screen: at most [`REPLY_LINES_MAX`] lines and
+//!   [`REPLY_CHARS_MAX`] characters (longer ones are paged or folded);
+//! - text that is no command gets a short menu.
 
 use std::sync::Arc;
 
@@ -9,12 +20,43 @@ use serde::{Deserialize, Serialize};
 /// Telegram's limit on `callback_data`, in bytes.
 pub const CALLBACK_DATA_LEN_MAX: usize = 64;
 
+/// Most lines in one reply: what a phone shows without scrolling.
+pub const REPLY_LINES_MAX: usize = 20;
+/// Most characters in one reply (Telegram's own limit on a message).
+pub const REPLY_CHARS_MAX: usize = 4_096;
+
+/// Marks `callback_data` of a button that edits the message it sits on.
+pub const EDIT_MARK: char = '~';
+
+/// What a reply is; decides whether a button press may overwrite it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplyKind {
+    /// What happened (a fill, an order placed or cancelled, a bonus, an
+    /// announcement): never overwritten.
+    #[default]
+    Receipt,
+    /// A look at the current state: its view buttons replace it in place.
+    View,
+    /// A mistake or refusal: says what to do next, with a button for it.
+    Error,
+    /// The short menu answering text that is no command.
+    Menu,
+}
+
 /// An inline button; `data` is itself a command text, so the play page and
 /// Telegram callbacks run the same path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Button {
     pub text: String,
     pub data: String,
+    /// Pressing it replaces the message it sits on (a view's own
+    /// navigation), instead of answering with a new message.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edits: bool,
+    /// Opens this URL as a Telegram Mini App instead of running `data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_app: Option<String>,
 }
 
 impl Button {
@@ -32,7 +74,28 @@ impl Button {
             .last()
             .unwrap_or(0);
         data.truncate(end);
-        Self { text: text.into(), data }
+        Self { text: text.into(), data, edits: false, web_app: None }
+    }
+
+    /// A button that opens `url` as a Telegram Mini App (the play page
+    /// gets it as a plain button running `command`).
+    #[must_use]
+    pub fn web_app(text: impl Into<String>, command: impl Into<String>, url: impl Into<String>) -> Self {
+        Self { web_app: Some(url.into()), ..Self::new(text, command) }
+    }
+
+    /// The `callback_data` Telegram carries: the command, after
+    /// [`EDIT_MARK`] when the button edits (cut to
+    /// [`CALLBACK_DATA_LEN_MAX`] bytes).
+    #[must_use]
+    pub fn callback_data(&self) -> String {
+        if self.edits { Self::new("", format!("{EDIT_MARK}{}", self.data)).data } else { self.data.clone() }
+    }
+
+    /// Reads `callback_data`: the command, and whether the press edits.
+    #[must_use]
+    pub fn parse_callback(data: &str) -> (&str, bool) {
+        data.strip_prefix(EDIT_MARK).map_or((data, false), |command| (command, true))
     }
 }
 
@@ -59,6 +122,9 @@ pub struct Reply {
     /// Rows of inline buttons.
     #[serde(default)]
     pub buttons: Vec<Vec<Button>>,
+    /// What the reply is (see the module's rules).
+    #[serde(default)]
+    pub kind: ReplyKind,
     /// A picture, when the reply is one (charts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photo: Option<ReplyPhoto>,
@@ -81,7 +147,26 @@ impl Reply {
     /// A reply without buttons.
     #[must_use]
     pub fn text(text: impl Into<String>) -> Self {
-        Self { text: text.into(), buttons: Vec::new(), photo: None, invoice: None }
+        Self { text: text.into(), buttons: Vec::new(), kind: ReplyKind::Receipt, photo: None, invoice: None }
+    }
+
+    /// The same reply as a `kind`.
+    #[must_use]
+    pub fn kind(mut self, kind: ReplyKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Lines of text the reply shows.
+    #[must_use]
+    pub fn lines(&self) -> usize {
+        self.text.lines().count()
+    }
+
+    /// Whether the reply fits one phone screen (the rule of this module).
+    #[must_use]
+    pub fn fits(&self) -> bool {
+        self.lines() <= REPLY_LINES_MAX && self.text.chars().count() <= REPLY_CHARS_MAX
     }
 
     /// Adds a row of buttons.
@@ -142,6 +227,18 @@ mod tests {
         let page = serde_json::to_value(reply.without_png()).unwrap();
         assert!(page["photo"].get("png").is_none());
         assert_eq!(page["photo"]["url"], "/api/chart?ticker=ACME");
+    }
+
+    #[test]
+    fn an_edit_mark_rides_in_callback_data_and_reads_back() {
+        let mut button = Button::new("↻", "/portfolio");
+        assert_eq!(button.callback_data(), "/portfolio");
+        button.edits = true;
+        assert_eq!(button.callback_data(), "~/portfolio");
+        assert_eq!(Button::parse_callback(&button.callback_data()), ("/portfolio", true));
+        assert_eq!(Button::parse_callback("/portfolio"), ("/portfolio", false));
+        button.data = format!("/market {}", "x".repeat(70));
+        assert!(button.callback_data().len() <= CALLBACK_DATA_LEN_MAX);
     }
 
     #[test]

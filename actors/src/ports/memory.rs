@@ -26,6 +26,8 @@ struct Inner {
     /// Ledgers as the market wrote them with each batch.
     accounts: FxHashMap<PlayerId, Account>,
     snapshot: Option<Arc<MarketSnapshot>>,
+    /// Candles of the market's past (`seed_candles`), by asset and minute.
+    seeded: std::collections::BTreeMap<(AssetId, i64), Candle>,
 }
 
 impl Inner {
@@ -55,7 +57,13 @@ impl MemoryStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
-        let inner = Inner { log: Vec::new(), len: 0, accounts: FxHashMap::default(), snapshot: None };
+        let inner = Inner {
+            log: Vec::new(),
+            len: 0,
+            accounts: FxHashMap::default(),
+            snapshot: None,
+            seeded: std::collections::BTreeMap::new(),
+        };
         Self { inner: Arc::new(Mutex::new(inner)), available: Arc::new(AtomicBool::new(true)) }
     }
 
@@ -224,8 +232,26 @@ impl Store for MemoryStore {
                     }
                 }
             }
+            let past: Vec<Candle> = inner
+                .seeded
+                .range((asset, since_ms)..=(asset, i64::MAX))
+                .map(|(_, candle)| *candle)
+                .filter(|seeded| candles.iter().all(|c| c.start_ms != seeded.start_ms))
+                .collect();
+            candles.extend(past);
+            candles.sort_by_key(|c| c.start_ms);
             candles.truncate(limit);
             Ok(candles)
+        });
+        Box::pin(async move { result })
+    }
+
+    fn seed_candles(&self, candles: Arc<Vec<(AssetId, Candle)>>) -> BoxFuture<Result<(), StoreError>> {
+        let result = self.with(|inner| {
+            for (asset, candle) in candles.iter() {
+                inner.seeded.entry((*asset, candle.start_ms)).or_insert(*candle);
+            }
+            Ok(())
         });
         Box::pin(async move { result })
     }

@@ -55,6 +55,8 @@ pub async fn market(state: web::Data<AppState>) -> HttpResponse {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlayRequest {
+    /// The local player's name (ignored for a Mini App request).
+    #[serde(default)]
     pub player: String,
     pub text: String,
 }
@@ -65,19 +67,20 @@ pub struct PlayResponse {
     pub replies: Vec<Reply>,
 }
 
-/// Runs a local player's message through the bot.
-pub async fn play(state: web::Data<AppState>, body: web::Json<PlayRequest>) -> HttpResponse {
+/// Runs a play-page message through the bot: as the Telegram user its
+/// Mini App `initData` proves (`Authorization: tma <initData>`), else as a
+/// local player (when the local play page is on).
+pub async fn play(request: HttpRequest, state: web::Data<AppState>, body: web::Json<PlayRequest>) -> HttpResponse {
     let PlayRequest { player, text } = body.into_inner();
-    let name = player.trim();
-    if name.is_empty() || name.chars().count() > PLAYER_NAME_CHARS_MAX || name.chars().any(char::is_control) {
-        return HttpResponse::BadRequest()
-            .json(ErrorBody::new(&format!("player must be 1–{PLAYER_NAME_CHARS_MAX} printable characters")));
-    }
+    let player = match speaker(&request, &state, &player) {
+        Ok(player) => player,
+        Err(response) => return response,
+    };
     if text.chars().count() > PLAY_TEXT_CHARS_MAX {
         return HttpResponse::BadRequest()
             .json(ErrorBody::new(&format!("text must be at most {PLAY_TEXT_CHARS_MAX} characters")));
     }
-    let command = PlayCommand { id: state.ids.next(), player: PlayPlayer::Local { name: name.to_owned() }, text };
+    let command = PlayCommand { id: state.ids.next(), player, text };
     match state.backend.play(command).await {
         Ok(replies) => {
             HttpResponse::Ok().json(PlayResponse { replies: replies.into_iter().map(Reply::without_png).collect() })
@@ -89,6 +92,34 @@ pub async fn play(state: web::Data<AppState>, body: web::Json<PlayRequest>) -> H
             .insert_header(("Retry-After", "5"))
             .json(ErrorBody::new(&format!("temporarily unavailable ({why}); nothing was done"))),
     }
+}
+
+/// Who a play request speaks for, or the answer refusing it.
+fn speaker(request: &HttpRequest, state: &AppState, player: &str) -> Result<PlayPlayer, HttpResponse> {
+    let unauthorized = |why: &str| HttpResponse::Unauthorized().json(ErrorBody::new(why));
+    if let Some(header) = request.headers().get(actix_web::http::header::AUTHORIZATION) {
+        let Some(auth) = state.webapp.as_ref() else {
+            return Err(unauthorized("Mini App sign-in is not configured here"));
+        };
+        let init_data = header.to_str().ok().and_then(|value| value.strip_prefix("tma ")).unwrap_or_default();
+        let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        return match auth.verify(init_data.trim(), now_s) {
+            Ok(user) => Ok(PlayPlayer::Telegram { user_id: user.id, name: user.name }),
+            Err(why) => {
+                tracing::info!(%why, "Mini App request refused");
+                Err(unauthorized(&format!("{why}: reopen the game from Telegram")))
+            }
+        };
+    }
+    if !state.play_enabled {
+        return Err(unauthorized("open the game from Telegram (the local play page is off)"));
+    }
+    let name = player.trim();
+    if name.is_empty() || name.chars().count() > PLAYER_NAME_CHARS_MAX || name.chars().any(char::is_control) {
+        return Err(HttpResponse::BadRequest()
+            .json(ErrorBody::new(&format!("player must be 1–{PLAYER_NAME_CHARS_MAX} printable characters"))));
+    }
+    Ok(PlayPlayer::Local { name: name.to_owned() })
 }
 
 /// `?ticker=ACME&range=1d`

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup, InputFile};
+use teloxide_core::types::{InlineKeyboardButton, InlineKeyboardMarkup, InputFile, WebAppInfo};
 use tokio::sync::oneshot;
 use wire::{Button, InvoiceSpec};
 
@@ -62,6 +62,14 @@ pub(super) enum Prepared {
         text: String,
         markup: Option<InlineKeyboardMarkup>,
     },
+    /// `editMessageMedia` with a new photo.
+    EditPhoto {
+        chat_id: i64,
+        message_id: i32,
+        photo: InputFile,
+        caption: String,
+        markup: Option<InlineKeyboardMarkup>,
+    },
     Answer {
         callback_query_id: String,
         text: Option<String>,
@@ -84,6 +92,7 @@ impl Prepared {
             Self::Text { chat_id, .. }
             | Self::Photo { chat_id, .. }
             | Self::Edit { chat_id, .. }
+            | Self::EditPhoto { chat_id, .. }
             | Self::Invoice { chat_id, .. } => *chat_id = to,
             Self::Answer { .. } | Self::PreCheckout { .. } => {}
         }
@@ -137,6 +146,11 @@ impl Job {
                 let markup = keyboard(&reply.buttons);
                 (Lane::Chat(chat_id), Prepared::Edit { chat_id, message_id, text: reply.text, markup })
             }
+            Outgoing::EditPhoto { chat_id, message_id, png, caption } => {
+                let markup = keyboard(&caption.buttons);
+                let photo = InputFile::memory(png).file_name("chart.png");
+                (Lane::Chat(chat_id), Prepared::EditPhoto { chat_id, message_id, photo, caption: caption.text, markup })
+            }
             Outgoing::AnswerCallback { callback_query_id, text } => {
                 (Lane::Callback, Prepared::Answer { callback_query_id, text })
             }
@@ -154,11 +168,12 @@ fn keyboard(rows: &[Vec<Button>]) -> Option<InlineKeyboardMarkup> {
     if rows.iter().all(Vec::is_empty) {
         return None;
     }
-    Some(InlineKeyboardMarkup::new(
-        rows.iter().filter(|row| !row.is_empty()).map(|row| {
-            row.iter().map(|button| InlineKeyboardButton::callback(button.text.clone(), button.data.clone()))
-        }),
-    ))
+    Some(InlineKeyboardMarkup::new(rows.iter().filter(|row| !row.is_empty()).map(|row| {
+        row.iter().map(|button| match button.web_app.as_deref().and_then(|url| url.parse().ok()) {
+            Some(url) => InlineKeyboardButton::web_app(button.text.clone(), WebAppInfo { url }),
+            None => InlineKeyboardButton::callback(button.text.clone(), button.callback_data()),
+        })
+    })))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use teloxide_core::payloads::{
-    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageTextSetters, SendInvoiceSetters,
-    SendMessageSetters, SendPhotoSetters,
+    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageMediaSetters, EditMessageTextSetters,
+    SendInvoiceSetters, SendMessageSetters, SendPhotoSetters,
 };
 use teloxide_core::requests::Requester;
-use teloxide_core::types::{CallbackQueryId, ChatId, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId};
+use teloxide_core::types::{
+    CallbackQueryId, ChatId, InputMedia, InputMediaPhoto, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId,
+};
 use teloxide_core::{ApiError, Bot, RequestError};
 
 use super::STARS_CURRENCY;
@@ -41,6 +43,14 @@ pub(super) async fn execute(bot: &Bot, request: &Prepared) -> Result<(), Request
             let mut call = bot
                 .edit_message_text(ChatId(*chat_id), MessageId(*message_id), text.clone())
                 .parse_mode(ParseMode::Html);
+            if let Some(markup) = markup {
+                call = call.reply_markup(markup.clone());
+            }
+            call.await.map(drop)
+        }
+        Prepared::EditPhoto { chat_id, message_id, photo, caption, markup } => {
+            let media = InputMediaPhoto::new(photo.clone()).caption(caption.clone()).parse_mode(ParseMode::Html);
+            let mut call = bot.edit_message_media(ChatId(*chat_id), MessageId(*message_id), InputMedia::Photo(media));
             if let Some(markup) = markup {
                 call = call.reply_markup(markup.clone());
             }
@@ -89,7 +99,9 @@ pub(super) fn classify(result: Result<(), RequestError>, request: &Prepared, tok
             Outcome::Transient(detail())
         }
         RequestError::Api(api) => match api {
-            ApiError::MessageNotModified if matches!(request, Prepared::Edit { .. }) => Outcome::Sent,
+            ApiError::MessageNotModified if matches!(request, Prepared::Edit { .. } | Prepared::EditPhoto { .. }) => {
+                Outcome::Sent
+            }
             ApiError::BotBlocked
             | ApiError::UserDeactivated
             | ApiError::BotKicked
@@ -110,7 +122,9 @@ pub(super) fn classify(result: Result<(), RequestError>, request: &Prepared, tok
 
 fn classify_unknown(description: &str, request: &Prepared, detail: String) -> Outcome {
     const SERVER_ERRORS: [&str; 4] = ["Internal Server Error", "Bad Gateway", "Service Unavailable", "Gateway Timeout"];
-    if description.contains("message is not modified") && matches!(request, Prepared::Edit { .. }) {
+    if description.contains("message is not modified")
+        && matches!(request, Prepared::Edit { .. } | Prepared::EditPhoto { .. })
+    {
         Outcome::Sent
     } else if SERVER_ERRORS.iter().any(|prefix| description.starts_with(prefix)) {
         Outcome::Transient(detail)

@@ -61,7 +61,7 @@ fn dispatch(rig: &mut Rig, now: Instant) -> Vec<Dispatch> {
 fn body(dispatch: &Dispatch) -> &str {
     match &dispatch.job.request {
         Prepared::Text { text, .. } | Prepared::Edit { text, .. } => text,
-        Prepared::Photo { caption, .. } => caption,
+        Prepared::Photo { caption, .. } | Prepared::EditPhoto { caption, .. } => caption,
         Prepared::Answer { callback_query_id, .. } => callback_query_id,
         Prepared::Invoice { invoice, .. } => &invoice.title,
         Prepared::PreCheckout { pre_checkout_query_id, .. } => pre_checkout_query_id,
