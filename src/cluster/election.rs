@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use actors::clock::SystemClock;
+use actors::clock::{Clock as _, SystemClock};
 use actors::config::EngineConfig;
 use actors::engine::{Engine, EngineDeps};
 use actors::ports::{Notifier, Store, StoreError};
@@ -238,6 +238,11 @@ impl Election {
             follower.take_over(Arc::clone(fence), taken.cursor).await.map_err(|error| error.to_string())?;
         let replay_through = recovered.applied.last_message().unwrap_or(0);
         let store: Arc<dyn Store> = Arc::new(postgres.clone());
+        // A fresh market's charts get the model's seeded past before its
+        // first tick; later takeovers find candles and write nothing.
+        if let Err(error) = crate::backfill::seed_history(&self.config, &store, SystemClock.now_ms()).await {
+            tracing::warn!(%error, "chart backfill skipped");
+        }
         let deps = EngineDeps {
             store: Arc::clone(&store),
             clock: Arc::new(SystemClock),
