@@ -46,6 +46,8 @@ use crate::telegram::update::UpdateHandler;
 const CURSOR_INTERVAL_MS: u64 = 50;
 /// How often the active engine says who it is.
 const HEARTBEAT_INTERVAL_MS: u64 = 500;
+/// Every stored outcome (`prune_outcomes` keeps those after it).
+const ALL_OUTCOMES: u64 = i64::MAX as u64;
 /// How often what the cursor left behind is pruned (stream, outcomes).
 const PRUNE_INTERVAL_MS: u64 = 5_000;
 
@@ -77,9 +79,9 @@ impl EngineDuty {
     }
 }
 
-/// The command stream's identity: its creation time. A stream created anew
+/// The command stream's creation time (recorded with the cursor) and its last sequence. A stream created anew
 /// (its messages gone) restarts its sequences, so the cursor restarts too.
-async fn stream_identity(link: &Link) -> Result<(String, u64), String> {
+pub(crate) async fn stream_identity(link: &Link) -> Result<(String, u64), String> {
     let stream = link.jetstream.get_stream(COMMAND_STREAM).await.map_err(|e| e.to_string())?;
     let info = stream.get_info().await.map_err(|e| e.to_string())?;
     Ok((info.created.unix_timestamp_nanos().to_string(), info.state.last_sequence))
@@ -96,18 +98,25 @@ impl Duty for EngineDuty {
     async fn activate(&mut self, active: &Active) -> Result<(), String> {
         let (identity, last) = stream_identity(&self.link).await?;
         let mut cursor = active.cursor;
-        if active.stream != identity {
+        let mut replay_through = active.replay_through;
+        // A stream behind the cursor was created anew (NATS lost the old
+        // one). Its creation time is no proof: NATS 2.9 resets it when it
+        // recovers a stream from disk.
+        if active.stream.is_empty() || cursor > last {
             if !active.stream.is_empty() {
-                tracing::warn!(old = %active.stream, new = %identity, "the command stream was created anew: its cursor starts over");
+                tracing::warn!(cursor, last, new = %identity, "the command stream was created anew: its cursor starts over");
             }
             cursor = 0;
+            replay_through = 0;
             active
                 .postgres
-                .set_command_stream(Arc::clone(&active.fence), identity, 0)
+                .set_command_stream(Arc::clone(&active.fence), identity.clone(), 0)
                 .await
                 .map_err(|error| error.to_string())?;
-        } else if cursor > last {
-            return Err(format!("the cursor {cursor} is past the stream's end {last}"));
+            // The old stream's message numbers mean nothing in the new one:
+            // its outcomes must not answer the new stream's commands.
+            active.engine.advance_applied(u64::MAX);
+            active.postgres.prune_outcomes(ALL_OUTCOMES).await.map_err(|error| error.to_string())?;
         }
         let username = self.telegram.as_ref().and_then(|client| client.username.clone());
         let bot = crate::startup::game_bot(
@@ -130,10 +139,18 @@ impl Duty for EngineDuty {
             handler: UpdateHandler::new(bot.clone(), Arc::clone(&self.coordinator)),
             publisher: OutboxPublisher::new(self.link.clone()),
             link: self.link.clone(),
-            replay_through: active.replay_through,
+            replay_through,
             status: Arc::clone(&self.status),
         };
         let consumer = Arc::new(Consumer::new(cursor, self.settings.cluster.handling_max, Arc::new(handling)));
+        let fence = Arc::clone(&active.fence);
+        // Under this engine the stream was replaced (NATS lost it): its
+        // cursor counts in a stream that is gone. Stepping down lets the next
+        // holder start the cursor over, cleanly.
+        consumer.on_replaced(Arc::new(move || {
+            tracing::error!("the command stream was created anew under this engine; stepping down");
+            fence.step_down();
+        }));
         let (stop, stopped) = watch::channel(false);
         let reader = Arc::clone(&consumer);
         let link = self.link.clone();

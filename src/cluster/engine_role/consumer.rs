@@ -76,6 +76,8 @@ pub struct Consumer {
     lanes: Arc<Mutex<Lanes>>,
     slots: Arc<Semaphore>,
     handling: Arc<Handling>,
+    /// Says whether the stream was replaced under this engine.
+    replaced: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl Consumer {
@@ -87,7 +89,14 @@ impl Consumer {
             lanes: Arc::default(),
             slots: Arc::new(Semaphore::new(handling_max.max(1))),
             handling,
+            replaced: Mutex::new(None),
         }
+    }
+
+    /// Runs `replaced` (and reading stops) when, before a (re)read, the
+    /// stream ends before what was taken: it was created anew under us.
+    pub fn on_replaced(&self, replaced: Arc<dyn Fn() + Send + Sync>) {
+        *self.replaced.lock().unwrap_or_else(PoisonError::into_inner) = Some(replaced);
     }
 
     /// The cursor now.
@@ -102,9 +111,19 @@ impl Consumer {
         self.watermark.lock().unwrap_or_else(PoisonError::into_inner).in_flight()
     }
 
-    /// Reads the stream after the cursor until `stop` turns true.
+    /// Reads the stream after the cursor until `stop` turns true (or the
+    /// stream was replaced under it).
     pub async fn run(&self, link: Link, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
+            let replaced = self.replaced.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let taken = self.watermark.lock().unwrap_or_else(PoisonError::into_inner).taken;
+            if let Some(replaced) = replaced
+                && let Ok((_, last)) = super::stream_identity(&link).await
+                && last < taken
+            {
+                replaced();
+                return;
+            }
             let start = self.watermark.lock().unwrap_or_else(PoisonError::into_inner).taken.saturating_add(1);
             tokio::select! {
                 () = self.read_from(&link, start) => {}

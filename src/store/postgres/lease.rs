@@ -98,6 +98,12 @@ impl Fence {
         self.cursor.fetch_max(cursor, Ordering::AcqRel);
     }
 
+    /// Sets the cursor, stored, to `cursor` (a stream created anew).
+    fn reset_cursor(&self, cursor: u64) {
+        self.cursor.store(cursor, Ordering::Release);
+        self.stored_cursor.store(cursor, Ordering::Release);
+    }
+
     /// The command cursor to store.
     #[must_use]
     pub fn cursor(&self) -> u64 {
@@ -115,6 +121,12 @@ impl Fence {
     #[must_use]
     pub fn superseded(&self) -> bool {
         self.superseded.load(Ordering::Acquire)
+    }
+
+    /// Gives the lease up from within: every write from now on is refused
+    /// and the election steps down (the lease then expires by itself).
+    pub fn step_down(&self) {
+        self.mark_superseded();
     }
 
     fn mark_superseded(&self) {
@@ -425,7 +437,8 @@ pub(super) async fn set_stream(
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&to_i64(fence.epoch())?, &stream, &to_i64(cursor)?];
     match client.query_opt(sql::SET_STREAM, &params).await.map_err(pg_error)? {
         Some(_) => {
-            fence.advance_cursor(cursor);
+            // A new stream: the cursor starts over (it may go down).
+            fence.reset_cursor(cursor);
             Ok(())
         }
         None => Err(fence.superseded_error()),
