@@ -1,6 +1,6 @@
 //! `Settings`: the one layered configuration tree — `config/default.toml`,
 //! then the file named by `STOCKBOT_CONFIG`, then environment variables
-//! (the conventional names of DESIGN.md §2, and `STOCKBOT__SECTION__KEY`).
+//! (the conventional names listed in the README, and `STOCKBOT__SECTION__KEY`).
 
 use std::path::{Path, PathBuf};
 

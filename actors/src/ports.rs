@@ -98,8 +98,9 @@ pub struct EventBatch {
     pub outcomes: Vec<(CommandKey, Outcome)>,
 }
 
-/// The conservation check of DESIGN.md §6, run against stored state: the
-/// stored balances must equal what the event log says they are.
+/// The conservation check, run against stored state: the stored balances
+/// must equal what the event log says they are (cash and shares are only
+/// moved between accounts and the market, never made or lost).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audit {
     /// Stored balances agree with the log (cash and every asset's shares),

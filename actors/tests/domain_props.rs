@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-//! Property tests of the pure domain (`actors::domain`): the invariants of
-//! DESIGN.md §6 checked after every step of random command sequences run
+//! Property tests of the pure domain (`actors::domain`): the game's
+//! invariants checked after every step of random command sequences run
 //! against random markets (random ticks move prices, halt assets and trigger
 //! resting orders):
 //! conservation of cash and shares, nothing negative, no order filled twice,

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 //! Seeded simulation of the whole engine, through the actor system, checked
-//! against a simple reference model (STYLE.md habit 8; DESIGN.md §6).
+//! against a simple reference model written apart from the engine, for the
+//! conservation invariants.
 //!
 //! A thousand players send random commands — opens, market, limit and stop
 //! orders, cancels (valid and not), credits, bad input — as batches of many
@@ -264,7 +265,7 @@ impl RefPlayer {
     }
 }
 
-/// The fee rule of DESIGN.md §5, written independently of the engine:
+/// The fee rule, written independently of the engine:
 /// `max(fee_min, value × fee_rate rounded up to the cent)`.
 fn fee_of(rules: &MarketRules, value: Decimal) -> Decimal {
     (value * rules.fee_rate).round_dp_with_strategy(2, RoundingStrategy::ToPositiveInfinity).max(rules.fee_min)
