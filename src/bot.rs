@@ -19,8 +19,10 @@ use actors::ports::Store;
 use rust_decimal::Decimal;
 
 mod game;
+mod scoreboard;
 
 pub use game::{GameOptions, PREMIUM_PAYLOAD};
+pub use scoreboard::Scoreboard;
 
 use std::sync::atomic::AtomicU64;
 
@@ -91,7 +93,13 @@ pub struct Bot {
     engine: Engine,
     store: Arc<dyn Store>,
     username: Option<String>,
+    /// Boards, names, button locks (shared by every instance).
     coordinator: Arc<dyn Coordinator>,
+    /// Board scores, written behind to `coordinator`.
+    scoreboard: Scoreboard,
+    /// Rate limits. The engine is the one sequencer of every command, so
+    /// a limiter in this process counts them all (no round trip per command).
+    limiter: Arc<dyn Coordinator>,
     options: Arc<GameOptions>,
     metrics: Arc<BotMetrics>,
     /// The command-stream message being handled, if commands come from one.
@@ -114,11 +122,14 @@ impl Bot {
     /// Boards and limits stay in this process until [`Bot::with_game`].
     #[must_use]
     pub fn new(engine: Engine, store: Arc<dyn Store>, username: Option<String>) -> Self {
+        let coordinator: Arc<dyn Coordinator> = Arc::new(LocalCoordinator::new());
         Self {
             engine,
             store,
             username,
-            coordinator: Arc::new(LocalCoordinator::new()),
+            scoreboard: Scoreboard::new(Arc::clone(&coordinator)),
+            limiter: Arc::new(LocalCoordinator::new()),
+            coordinator,
             options: Arc::new(GameOptions::default()),
             metrics: Arc::new(BotMetrics::default()),
             origin: None,
@@ -149,11 +160,20 @@ impl Bot {
         self.engine.execute_keyed(key, command).await
     }
 
-    /// The same bot keeping boards, limits and locks in `coordinator`.
+    /// The same bot keeping boards and locks in `coordinator`, playing by `options`.
     #[must_use]
     pub fn with_game(mut self, coordinator: Arc<dyn Coordinator>, options: GameOptions) -> Self {
+        self.scoreboard = Scoreboard::new(Arc::clone(&coordinator));
         self.coordinator = coordinator;
         self.options = Arc::new(options);
+        self
+    }
+
+    /// The same bot counting its rate limits in `limiter` (a simulation's
+    /// clock, say) instead of a limiter of its own.
+    #[must_use]
+    pub fn with_limiter(mut self, limiter: Arc<dyn Coordinator>) -> Self {
+        self.limiter = limiter;
         self
     }
 

@@ -13,7 +13,7 @@ use actors::domain::exchange::Quote;
 use actors::domain::ids::PlayerId;
 use actors::domain::price_model::mix_seed;
 use actors::engine::{Engine, EngineDeps, EngineError};
-use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
+use actors::ports::coordinator::{BoardScore, CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
 use actors::ports::memory::MemoryStore;
 use actors::ports::{BoxFuture, NullNotifier, Store, StoreError};
 use futures_util::future::join_all;
@@ -681,6 +681,22 @@ impl Coordinator for SimCoordinator {
         Box::pin(std::future::ready(Ok(decision)))
     }
 
+    fn seen_many(&self, keys: Vec<String>) -> BoxFuture<Result<Vec<bool>, CoordError>> {
+        let now = self.clock.now_ms();
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let found = keys.iter().map(|key| seen.get(key).is_some_and(|ends| *ends > now)).collect();
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn mark_many(&self, keys: Vec<String>, ttl_ms: u64) -> BoxFuture<Result<(), CoordError>> {
+        let ends = self.clock.now_ms().saturating_add(Self::ttl_ms(ttl_ms));
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        for key in keys {
+            seen.insert(key, ends);
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn try_lock(&self, key: &str, ttl_ms: u64) -> BoxFuture<Result<Option<LockToken>, CoordError>> {
         self.inner.try_lock(key, ttl_ms)
     }
@@ -699,6 +715,14 @@ impl Coordinator for SimCoordinator {
 
     fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>> {
         self.inner.board_set(board, player, score)
+    }
+
+    fn boards_set(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<(), CoordError>> {
+        self.inner.boards_set(scores)
+    }
+
+    fn boards_set_absent(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<Vec<f64>, CoordError>> {
+        self.inner.boards_set_absent(scores)
     }
 
     fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>> {
@@ -805,7 +829,11 @@ async fn run_async(settings: &Settings, seed: u64, hours: f64, players: u32) -> 
         seen: Mutex::new(HashMap::new()),
     });
     let bot = Bot::new(engine.clone(), Arc::clone(&store), None)
-        .with_game(coordinator, GameOptions { admins: vec![], ..GameOptions::default() });
+        .with_game(
+            Arc::clone(&coordinator) as Arc<dyn Coordinator>,
+            GameOptions { admins: vec![], ..GameOptions::default() },
+        )
+        .with_limiter(coordinator);
 
     let universe = engine.universe();
     let tickers: Vec<String> = universe.assets().iter().map(|a| a.ticker.to_string()).collect();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
 use actors::ports::coordinator::{
-    CoordError, Coordinator, LockToken, PLAYER_NAME_CHARS_MAX, PricesUpdate, PublishedQuote, RateDecision,
+    BoardScore, CoordError, Coordinator, LockToken, PLAYER_NAME_CHARS_MAX, PricesUpdate, PublishedQuote, RateDecision,
 };
 use fred::prelude::{ClientLike, LuaInterface};
 use stockbot::coord::fallback::{FallbackCoordinator, FallbackOptions};
@@ -148,6 +148,9 @@ contract_suite!(
     board_updates_and_bad_input,
     board_count_remove_and_clear,
     board_move_merges_keeping_the_higher_score,
+    seen_many_and_mark_many_agree_with_single_keys,
+    boards_set_many_at_once_later_entries_win,
+    boards_set_absent_keeps_what_stands,
     names_are_returned_in_the_order_asked_and_bounded,
     prices_latest_is_the_last_published,
     ping_answers,
@@ -313,6 +316,56 @@ async fn board_updates_and_bad_input(h: &Harness) {
         c.board_range("board with spaces/ünï*", 0, 10).await.unwrap(),
         vec![(PlayerId(i64::MIN), 1.0), (PlayerId(i64::MAX), 1.0)]
     );
+}
+
+async fn seen_many_and_mark_many_agree_with_single_keys(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.seen_many(Vec::new()).await, Ok(Vec::new()));
+    c.mark_many(Vec::new(), 60_000).await.unwrap();
+    assert_eq!(c.first_seen("u:1", 60_000).await, Ok(true));
+    let keys = |ids: &[u32]| ids.iter().map(|id| format!("u:{id}")).collect::<Vec<_>>();
+    assert_eq!(c.seen_many(keys(&[1, 2, 3])).await, Ok(vec![true, false, false]));
+    c.mark_many(keys(&[2, 3]), 60_000).await.unwrap();
+    assert_eq!(h.peer.seen_many(keys(&[3, 1, 4, 2])).await, Ok(vec![true, true, false, true]));
+    assert_eq!(c.first_seen("u:3", 60_000).await, Ok(false), "a marked key is seen by first_seen too");
+    assert_eq!(c.seen("u:2").await, Ok(true));
+    // Marks expire like first_seen's.
+    c.mark_many(keys(&[9]), 150).await.unwrap();
+    assert_eq!(c.seen("u:9").await, Ok(true));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(c.seen_many(keys(&[9, 1])).await, Ok(vec![false, true]));
+}
+
+fn score(board: &str, player: i64, score: f64) -> BoardScore {
+    BoardScore { board: board.to_owned(), player: PlayerId(player), score }
+}
+
+async fn boards_set_many_at_once_later_entries_win(h: &Harness) {
+    let c = &h.coord;
+    c.boards_set(Vec::new()).await.unwrap();
+    c.board_set("a", PlayerId(1), 1.0).await.unwrap();
+    c.boards_set(vec![score("a", 1, 5.0), score("b", 1, 7.0), score("a", 2, 6.0), score("a", 1, 4.0)]).await.unwrap();
+    assert_eq!(h.peer.board_range("a", 0, 10).await.unwrap(), vec![(PlayerId(2), 6.0), (PlayerId(1), 4.0)]);
+    assert_eq!(h.peer.board_range("b", 0, 10).await.unwrap(), vec![(PlayerId(1), 7.0)]);
+    // One bad score refuses the call; nothing of it is written.
+    assert!(c.boards_set(vec![score("a", 3, 1.0), score("a", 4, f64::NAN)]).await.is_err());
+    assert_eq!(c.board_count("a").await, Ok(2));
+}
+
+async fn boards_set_absent_keeps_what_stands(h: &Harness) {
+    let c = &h.coord;
+    assert_eq!(c.boards_set_absent(Vec::new()).await, Ok(Vec::new()));
+    c.board_set("open", PlayerId(1), 100.0).await.unwrap();
+    let kept = c
+        .boards_set_absent(vec![score("open", 1, 150.0), score("open", 2, 200.0), score("other", 1, 50.0)])
+        .await
+        .unwrap();
+    assert_eq!(kept, vec![100.0, 200.0, 50.0]);
+    let again = c.boards_set_absent(vec![score("other", 1, 1.0), score("open", 2, 1.0)]).await.unwrap();
+    assert_eq!(again, vec![50.0, 200.0]);
+    assert_eq!(h.peer.board_range("open", 0, 10).await.unwrap(), vec![(PlayerId(2), 200.0), (PlayerId(1), 100.0)]);
+    assert!(c.boards_set_absent(vec![score("open", 9, f64::NAN)]).await.is_err());
+    assert_eq!(c.board_rank("open", PlayerId(9)).await, Ok(None));
 }
 
 async fn board_count_remove_and_clear(h: &Harness) {
@@ -497,6 +550,12 @@ impl Coordinator for Timed {
     fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>> {
         timed("seen", self.0.seen(key))
     }
+    fn seen_many(&self, keys: Vec<String>) -> BoxFuture<Result<Vec<bool>, CoordError>> {
+        timed("seen_many", self.0.seen_many(keys))
+    }
+    fn mark_many(&self, keys: Vec<String>, ttl_ms: u64) -> BoxFuture<Result<(), CoordError>> {
+        timed("mark_many", self.0.mark_many(keys, ttl_ms))
+    }
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         timed("rate_limit", self.0.rate_limit(key, limit, window_ms))
     }
@@ -514,6 +573,12 @@ impl Coordinator for Timed {
     }
     fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>> {
         timed("board_set", self.0.board_set(board, player, score))
+    }
+    fn boards_set(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<(), CoordError>> {
+        timed("boards_set", self.0.boards_set(scores))
+    }
+    fn boards_set_absent(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<Vec<f64>, CoordError>> {
+        timed("boards_set_absent", self.0.boards_set_absent(scores))
     }
     fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>> {
         timed("board_range", self.0.board_range(board, offset, limit))

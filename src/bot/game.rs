@@ -18,6 +18,7 @@ use actors::ports::coordinator::RateDecision;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::scoreboard::Standing;
 use super::{Bot, Speaker};
 use crate::telegram::command::{AdminAction, AlertDirection, TopBoard};
 use crate::telegram::reply::{self, Button, InvoiceSpec, Reply, escape, money};
@@ -64,7 +65,7 @@ impl Default for GameOptions {
 }
 
 /// Board keys, by season and scope.
-fn board_key(kind: TopBoard, season: i64, chat: Option<i64>, day: i64) -> String {
+pub(super) fn board_key(kind: TopBoard, season: i64, chat: Option<i64>, day: i64) -> String {
     let scope = chat.map_or_else(|| "global".to_owned(), |chat| format!("g{chat}"));
     match kind {
         TopBoard::NetWorth => format!("top:s{season}:{scope}:worth"),
@@ -73,7 +74,7 @@ fn board_key(kind: TopBoard, season: i64, chat: Option<i64>, day: i64) -> String
     }
 }
 
-fn day_open_key(day: i64, chat: Option<i64>) -> String {
+pub(super) fn day_open_key(day: i64, chat: Option<i64>) -> String {
     let scope = chat.map_or_else(|| "global".to_owned(), |chat| format!("g{chat}"));
     format!("top:d{day}:{scope}:open")
 }
@@ -94,14 +95,14 @@ impl Bot {
         }
         for (key, limit) in keys {
             // An unreachable coordinator falls back locally; an error here lets the command through.
-            let Ok(RateDecision::Throttled { retry_after_ms }) = self.coordinator.rate_limit(&key, limit, window).await
+            let Ok(RateDecision::Throttled { retry_after_ms }) = self.limiter.rate_limit(&key, limit, window).await
             else {
                 continue;
             };
             self.metrics.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let window_start = self.engine.now_ms().div_euclid(i64::try_from(window).unwrap_or(i64::MAX));
             let once = format!("thr:{}:{window_start}", speaker.player.0);
-            let first = self.coordinator.first_seen(&once, window).await.unwrap_or(false);
+            let first = self.limiter.first_seen(&once, window).await.unwrap_or(false);
             let seconds = retry_after_ms.div_ceil(1000).max(1);
             return Some(if first {
                 vec![Reply::text(format!(
@@ -127,7 +128,7 @@ impl Bot {
                 tracing::info!(referrer = referrer.0, referee = player.0, %reward, "referral rewarded");
             }
         }
-        self.score(speaker, &review).await;
+        self.score(speaker, &review);
         let mut lines = Vec::new();
         if review.level > review.level_before {
             let unlocks = self.unlocks(review.level);
@@ -155,35 +156,23 @@ impl Bot {
         (Some(review), announcements)
     }
 
-    /// Puts the player's standing on the boards of the season and the day.
-    async fn score(&self, speaker: &Speaker, review: &Review) {
+    /// Puts the player's standing on the boards of the season and the day
+    /// (written behind: see `Scoreboard`).
+    fn score(&self, speaker: &Speaker, review: &Review) {
         let now = self.engine.now_ms();
-        let season = self.engine.game_rules().seasons.season_of(now).0;
-        let day = now.div_euclid(86_400_000);
-        let worth = review.net_worth.to_f64().unwrap_or(0.0);
-        let ret = review.return_pct.to_f64().unwrap_or(0.0);
-        let player = speaker.player;
-        let coordinator = &self.coordinator;
+        let standing = Standing {
+            season: self.engine.game_rules().seasons.season_of(now).0,
+            day: now.div_euclid(86_400_000),
+            net_worth: review.net_worth.to_f64().unwrap_or(0.0),
+            return_pct: review.return_pct.to_f64().unwrap_or(0.0),
+        };
         let mut name: String = speaker.name.chars().take(48).collect();
         if review.bankruptcies > 0 {
             name.push_str(" ↺");
         }
-        let _ = coordinator.names_set(vec![(player, name)]).await;
-        let scopes: Vec<Option<i64>> = std::iter::once(None).chain(speaker.chat.map(Some)).collect();
-        for scope in scopes {
-            let _ = coordinator.board_set(&board_key(TopBoard::NetWorth, season, scope, day), player, worth).await;
-            let _ = coordinator.board_set(&board_key(TopBoard::Return, season, scope, day), player, ret).await;
-            let open_key = day_open_key(day, scope);
-            let open = match coordinator.board_rank(&open_key, player).await {
-                Ok(Some((_, open))) => open,
-                _ => {
-                    let _ = coordinator.board_set(&open_key, player, worth).await;
-                    worth
-                }
-            };
-            let gain = if open > 0.0 { (worth - open) / open * 100.0 } else { 0.0 };
-            let _ = coordinator.board_set(&board_key(TopBoard::Gainers, season, scope, day), player, gain).await;
-        }
+        let scopes = [None, speaker.chat];
+        let scopes = if speaker.chat.is_some() { &scopes[..] } else { &scopes[..1] };
+        self.scoreboard.record(speaker.player, name, scopes, standing);
     }
 
     fn unlocks(&self, level: u32) -> Unlocks {
@@ -294,6 +283,7 @@ impl Bot {
         let season = self.engine.game_rules().seasons.season_of(now);
         let day = now.div_euclid(86_400_000);
         let key = board_key(board, season.0, speaker.chat, day);
+        self.scoreboard.settled().await;
         let coordinator = &self.coordinator;
         let count = coordinator.board_count(&key).await.unwrap_or(0);
         let pages = count.div_ceil(TOP_PAGE_PLAYERS).max(1);
@@ -543,6 +533,7 @@ impl Bot {
             return;
         }
         let key = board_key(TopBoard::NetWorth, finished, None, 0);
+        self.scoreboard.settled().await;
         let Ok(top) = self.coordinator.board_range(&key, 0, TOP_PAGE_PLAYERS).await else { return };
         for (index, (player, _)) in top.iter().enumerate() {
             let rank = u32::try_from(index).unwrap_or(u32::MAX).saturating_add(1);
@@ -558,6 +549,7 @@ impl Bot {
         let now = self.engine.now_ms();
         let season = self.engine.game_rules().seasons.season_of(now).0;
         let day = now.div_euclid(86_400_000);
+        self.scoreboard.settled().await;
         for board in [TopBoard::NetWorth, TopBoard::Return, TopBoard::Gainers] {
             let from = board_key(board, season, Some(from_chat), day);
             let to = board_key(board, season, Some(to_chat), day);

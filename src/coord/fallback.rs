@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
-use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
+use actors::ports::coordinator::{BoardScore, CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
 use tokio::sync::broadcast;
 
 use super::local::{LocalCoordinator, checked_score};
@@ -186,6 +186,24 @@ impl Coordinator for FallbackCoordinator {
         self.call(|redis| redis.seen(key), |_, _| {}, move |local| Ok(local.seen_now(&owned)))
     }
 
+    fn seen_many(&self, keys: Vec<String>) -> BoxFuture<Result<Vec<bool>, CoordError>> {
+        let owned: Arc<[String]> = keys.as_slice().into();
+        self.call(|redis| redis.seen_many(keys), |_, _| {}, move |local| Ok(local.seen_many_now(&owned)))
+    }
+
+    fn mark_many(&self, keys: Vec<String>, ttl_ms: u64) -> BoxFuture<Result<(), CoordError>> {
+        let owned: Arc<[String]> = keys.as_slice().into();
+        let mirrored = Arc::clone(&owned);
+        self.call(
+            |redis| redis.mark_many(keys, ttl_ms),
+            move |local, ()| local.mark_many_now(&mirrored, ttl_ms),
+            move |local| {
+                local.mark_many_now(&owned, ttl_ms);
+                Ok(())
+            },
+        )
+    }
+
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         let owned: Arc<str> = key.into();
         let mirrored = Arc::clone(&owned);
@@ -238,6 +256,22 @@ impl Coordinator for FallbackCoordinator {
             |_, ()| {},
             move |local| local.board_set_now(&owned, player, score),
         )
+    }
+
+    fn boards_set(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<(), CoordError>> {
+        if let Some(error) = scores.iter().find_map(|entry| checked_score(entry.score).err()) {
+            return Box::pin(ready(Err(error)));
+        }
+        let owned: Arc<[BoardScore]> = scores.as_slice().into();
+        self.call(|redis| redis.boards_set(scores), |_, ()| {}, move |local| local.boards_set_now(&owned))
+    }
+
+    fn boards_set_absent(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<Vec<f64>, CoordError>> {
+        if let Some(error) = scores.iter().find_map(|entry| checked_score(entry.score).err()) {
+            return Box::pin(ready(Err(error)));
+        }
+        let owned: Arc<[BoardScore]> = scores.as_slice().into();
+        self.call(|redis| redis.boards_set_absent(scores), |_, _| {}, move |local| local.boards_set_absent_now(&owned))
     }
 
     fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>> {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
 use actors::ports::coordinator::{
-    CoordError, Coordinator, LockToken, PLAYER_NAME_CHARS_MAX, PricesUpdate, RateDecision,
+    BoardScore, CoordError, Coordinator, LockToken, PLAYER_NAME_CHARS_MAX, PricesUpdate, RateDecision,
 };
 use tokio::sync::broadcast;
 
@@ -128,6 +128,23 @@ impl LocalCoordinator {
         lock(&self.seen).get(key, Instant::now()).is_some()
     }
 
+    /// `Coordinator::seen_many`, answered synchronously.
+    #[must_use]
+    pub fn seen_many_now(&self, keys: &[String]) -> Vec<bool> {
+        let now = Instant::now();
+        let seen = lock(&self.seen);
+        keys.iter().map(|key| seen.get(key, now).is_some()).collect()
+    }
+
+    /// `Coordinator::mark_many`, answered synchronously.
+    pub fn mark_many_now(&self, keys: &[String], ttl_ms: u64) {
+        let now = Instant::now();
+        let mut seen = lock(&self.seen);
+        for key in keys {
+            seen.insert(key, (), now + ttl(ttl_ms), now);
+        }
+    }
+
     /// `Coordinator::rate_limit`, answered synchronously.
     pub fn rate_limit_now(&self, key: &str, limit: u32, window_ms: u64) -> RateDecision {
         let now = Instant::now();
@@ -195,6 +212,34 @@ impl LocalCoordinator {
         Ok(())
     }
 
+    /// `Coordinator::boards_set`, answered synchronously (all or nothing:
+    /// a score that is not a number refuses the whole call).
+    pub fn boards_set_now(&self, scores: &[BoardScore]) -> Result<(), CoordError> {
+        let checked = scores.iter().map(|entry| checked_score(entry.score)).collect::<Result<Vec<f64>, _>>()?;
+        let mut boards = lock(&self.boards);
+        for (entry, score) in scores.iter().zip(checked) {
+            boards.set(&entry.board, entry.player, score, self.limits);
+        }
+        Ok(())
+    }
+
+    /// `Coordinator::boards_set_absent`, answered synchronously.
+    pub fn boards_set_absent_now(&self, scores: &[BoardScore]) -> Result<Vec<f64>, CoordError> {
+        let checked = scores.iter().map(|entry| checked_score(entry.score)).collect::<Result<Vec<f64>, _>>()?;
+        let mut boards = lock(&self.boards);
+        let mut kept = Vec::with_capacity(scores.len());
+        for (entry, score) in scores.iter().zip(checked) {
+            match boards.rank(&entry.board, entry.player) {
+                Some((_, existing)) => kept.push(existing),
+                None => {
+                    boards.set(&entry.board, entry.player, score, self.limits);
+                    kept.push(score);
+                }
+            }
+        }
+        Ok(kept)
+    }
+
     /// `Coordinator::board_range`, answered synchronously.
     #[must_use]
     pub fn board_range_now(&self, board: &str, offset: u64, limit: u64) -> Vec<(PlayerId, f64)> {
@@ -253,6 +298,15 @@ impl Coordinator for LocalCoordinator {
         Box::pin(ready(Ok(self.seen_now(key))))
     }
 
+    fn seen_many(&self, keys: Vec<String>) -> BoxFuture<Result<Vec<bool>, CoordError>> {
+        Box::pin(ready(Ok(self.seen_many_now(&keys))))
+    }
+
+    fn mark_many(&self, keys: Vec<String>, ttl_ms: u64) -> BoxFuture<Result<(), CoordError>> {
+        self.mark_many_now(&keys, ttl_ms);
+        Box::pin(ready(Ok(())))
+    }
+
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>> {
         Box::pin(ready(Ok(self.rate_limit_now(key, limit, window_ms))))
     }
@@ -277,6 +331,14 @@ impl Coordinator for LocalCoordinator {
 
     fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>> {
         Box::pin(ready(self.board_set_now(board, player, score)))
+    }
+
+    fn boards_set(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<(), CoordError>> {
+        Box::pin(ready(self.boards_set_now(&scores)))
+    }
+
+    fn boards_set_absent(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<Vec<f64>, CoordError>> {
+        Box::pin(ready(self.boards_set_absent_now(&scores)))
     }
 
     fn board_range(&self, board: &str, offset: u64, limit: u64) -> BoxFuture<Result<Vec<(PlayerId, f64)>, CoordError>> {

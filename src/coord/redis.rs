@@ -19,13 +19,14 @@
 //! client is disconnected, so an outage never hangs a caller; fred's
 //! reconnect policy brings the connection back when Redis answers again.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::domain::ids::PlayerId;
 use actors::ports::BoxFuture;
-use actors::ports::coordinator::{CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
+use actors::ports::coordinator::{BoardScore, CoordError, Coordinator, LockToken, PricesUpdate, RateDecision};
 use fred::prelude::{
     Builder, ClientLike, Config, EventInterface, Expiration, HashesInterface, KeysInterface, PubsubInterface,
     ReconnectPolicy, SetOptions, SortedSetsInterface, Value,
@@ -247,6 +248,18 @@ impl RedisCoordinator {
         format!("{}prices", self.inner.prefix)
     }
 
+    /// Entries by board key, each as (its place in `scores`, score, member),
+    /// in order; an entry whose score is not a number refuses them all.
+    #[allow(clippy::type_complexity)]
+    fn by_board(&self, scores: &[BoardScore]) -> Result<BTreeMap<String, Vec<(usize, f64, String)>>, CoordError> {
+        let mut grouped: BTreeMap<String, Vec<(usize, f64, String)>> = BTreeMap::new();
+        for (index, entry) in scores.iter().enumerate() {
+            let score = checked_score(entry.score)?;
+            grouped.entry(self.key("board", &entry.board)).or_default().push((index, score, member(entry.player)));
+        }
+        Ok(grouped)
+    }
+
     /// Runs `call` on the client unless it is disconnected, within the timeout.
     fn run<T, F, Fut>(&self, call: F) -> BoxFuture<Result<T, CoordError>>
     where
@@ -286,6 +299,35 @@ impl Coordinator for RedisCoordinator {
         self.run(move |inner| async move {
             let found: i64 = inner.client.exists(key).await.map_err(|e| unavailable("redis EXISTS", &e))?;
             Ok(found > 0)
+        })
+    }
+
+    fn seen_many(&self, keys: Vec<String>) -> BoxFuture<Result<Vec<bool>, CoordError>> {
+        let keys: Vec<String> = keys.iter().map(|key| self.key("seen", key)).collect();
+        self.run(move |inner| async move {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let found: Vec<Value> = inner.client.mget(keys).await.map_err(|e| unavailable("redis MGET", &e))?;
+            Ok(found.iter().map(|value| !value.is_null()).collect())
+        })
+    }
+
+    fn mark_many(&self, keys: Vec<String>, ttl_ms: u64) -> BoxFuture<Result<(), CoordError>> {
+        let keys: Vec<String> = keys.iter().map(|key| self.key("seen", key)).collect();
+        self.run(move |inner| async move {
+            if keys.is_empty() {
+                return Ok(());
+            }
+            let pipeline = inner.client.pipeline();
+            for key in keys {
+                let () = pipeline
+                    .set(key, 1, Some(Expiration::PX(px(ttl_ms))), None, false)
+                    .await
+                    .map_err(|e| unavailable("redis SET", &e))?;
+            }
+            let _: Vec<Value> = pipeline.all().await.map_err(|e| unavailable("redis SET", &e))?;
+            Ok(())
         })
     }
 
@@ -373,6 +415,65 @@ impl Coordinator for RedisCoordinator {
                 .await
                 .map_err(|e| unavailable("redis ZADD", &e))?;
             Ok(())
+        })
+    }
+
+    fn boards_set(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<(), CoordError>> {
+        let grouped = self.by_board(&scores);
+        self.run(move |inner| async move {
+            let grouped = grouped?;
+            if grouped.is_empty() {
+                return Ok(());
+            }
+            let pipeline = inner.client.pipeline();
+            for (key, members) in grouped {
+                let members: Vec<(f64, String)> =
+                    members.into_iter().map(|(_, score, member)| (score, member)).collect();
+                let () = pipeline
+                    .zadd(key, None, None, false, false, members)
+                    .await
+                    .map_err(|e| unavailable("redis ZADD", &e))?;
+            }
+            let _: Vec<Value> = pipeline.all().await.map_err(|e| unavailable("redis ZADD", &e))?;
+            Ok(())
+        })
+    }
+
+    fn boards_set_absent(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<Vec<f64>, CoordError>> {
+        let grouped = self.by_board(&scores);
+        let count = scores.len();
+        self.run(move |inner| async move {
+            let grouped = grouped?;
+            let mut kept = vec![0.0; count];
+            if grouped.is_empty() {
+                return Ok(kept);
+            }
+            // Per board: ZADD NX, then ZMSCORE of the same members (what
+            // stands now, old or new), all in one pipeline.
+            let pipeline = inner.client.pipeline();
+            for (key, members) in &grouped {
+                let scored: Vec<(f64, String)> =
+                    members.iter().map(|(_, score, member)| (*score, member.clone())).collect();
+                let names: Vec<String> = members.iter().map(|(_, _, member)| member.clone()).collect();
+                let () = pipeline
+                    .zadd(key.as_str(), Some(SetOptions::NX), None, false, false, scored)
+                    .await
+                    .map_err(|e| unavailable("redis ZADD NX", &e))?;
+                let () = pipeline.zmscore(key.as_str(), names).await.map_err(|e| unavailable("redis ZMSCORE", &e))?;
+            }
+            let replies: Vec<Value> = pipeline.all().await.map_err(|e| unavailable("redis ZADD NX", &e))?;
+            let bad = || CoordError::Unavailable("redis ZMSCORE: unexpected reply".to_owned());
+            for ((_, members), reply) in grouped.iter().zip(replies.into_iter().skip(1).step_by(2)) {
+                let reply = reply.into_array();
+                if reply.len() != members.len() {
+                    return Err(bad());
+                }
+                for ((index, _, _), score) in members.iter().zip(reply) {
+                    let slot = kept.get_mut(*index).ok_or_else(bad)?;
+                    *slot = score.as_f64().ok_or_else(bad)?;
+                }
+            }
+            Ok(kept)
         })
     }
 

@@ -52,6 +52,14 @@ pub struct PricesUpdate {
     pub quotes: Vec<PublishedQuote>,
 }
 
+/// One player's score on one board, for the calls that set many at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoardScore {
+    pub board: String,
+    pub player: PlayerId,
+    pub score: f64,
+}
+
 /// Shared coordination between front ends.
 pub trait Coordinator: Send + Sync + 'static {
     /// `true` the first time `key` is seen within `ttl_ms` (update dedup,
@@ -61,6 +69,13 @@ pub trait Coordinator: Send + Sync + 'static {
     /// Whether `key` was marked by `first_seen` and is still live (asks
     /// without marking: a gateway marks an update only once it is taken).
     fn seen(&self, key: &str) -> BoxFuture<Result<bool, CoordError>>;
+
+    /// `seen` for each of `keys`, in order, in one call (one round trip on
+    /// a networked adapter).
+    fn seen_many(&self, keys: Vec<String>) -> BoxFuture<Result<Vec<bool>, CoordError>>;
+
+    /// Marks each of `keys` for `ttl_ms`, as `first_seen` would, in one call.
+    fn mark_many(&self, keys: Vec<String>, ttl_ms: u64) -> BoxFuture<Result<(), CoordError>>;
 
     /// Counts one action against `key`: at most `limit` per `window_ms`.
     fn rate_limit(&self, key: &str, limit: u32, window_ms: u64) -> BoxFuture<Result<RateDecision, CoordError>>;
@@ -79,6 +94,15 @@ pub trait Coordinator: Send + Sync + 'static {
 
     /// Sets a player's score on a board (sorted set).
     fn board_set(&self, board: &str, player: PlayerId, score: f64) -> BoxFuture<Result<(), CoordError>>;
+
+    /// `board_set` for each entry, in one call (one round trip on a
+    /// networked adapter); a later entry for the same board and player wins.
+    fn boards_set(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<(), CoordError>>;
+
+    /// Sets each entry's score only where its player has none on its board
+    /// yet, in one call, and answers each entry's score afterwards (the one
+    /// it had, or the one just set), in order.
+    fn boards_set_absent(&self, scores: Vec<BoardScore>) -> BoxFuture<Result<Vec<f64>, CoordError>>;
 
     /// Ranks `offset..offset+limit` of a board, best first. The order is
     /// total and the same in every adapter: higher score first, equal
