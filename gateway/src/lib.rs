@@ -5,6 +5,7 @@
 //! does not depend on the engine.
 
 pub mod backend;
+pub mod batch;
 pub mod http;
 pub mod nats;
 pub mod polling;

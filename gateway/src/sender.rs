@@ -204,7 +204,7 @@ impl SenderHandle {
     /// (so every sender sharing it writes to the chat again). Call it when
     /// the chat writes to the bot: the user has unblocked it.
     pub fn unblock(&self, chat_id: i64) {
-        self.shared.lock().unblock(chat_id);
+        self.shared.lock().unblock(chat_id, std::time::Instant::now());
         self.shared.wake.notify_one();
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use actors::ports::coordinator::Coordinator;
 use gateway::backend::LocalBoxFuture;
+use gateway::batch::{BatchFuture, Batcher};
 use gateway::http;
 use gateway::nats::backend::UpdateDedup;
 use gateway::nats::{Link, NatsBackend, StreamLimits};
@@ -168,7 +169,7 @@ pub async fn build_gateway(settings: &Settings) -> Result<Application, StartupEr
         }
         text
     });
-    let dedup = Arc::new(CoordinatorDedup(coordinator));
+    let dedup = Arc::new(CoordinatorDedup::new(coordinator));
     let play_wait = Duration::from_millis(settings.cluster.play_wait_ms);
     let backend = NatsBackend::start(link, &settings.instance_name(), dedup, sender.clone(), play_wait, extra_metrics)
         .await
@@ -178,8 +179,49 @@ pub async fn build_gateway(settings: &Settings) -> Result<Application, StartupEr
     Ok(Application { address, server, running: Running::Gateway { stop, pump, outbox }, sender })
 }
 
-/// The 24 h update dedup on the coordinator (Redis across gateways).
-struct CoordinatorDedup(Arc<dyn Coordinator>);
+/// The 24 h update dedup on the coordinator (Redis across gateways). The
+/// asks of concurrent webhook requests go together: one `MGET` for all the
+/// updates that came in while the last one was out, one pipeline of `SET`s
+/// for all those acknowledged meanwhile.
+struct CoordinatorDedup {
+    seen: Batcher<String, bool>,
+    mark: Batcher<String, ()>,
+}
+
+/// Most update ids asked about (or marked) in one round trip.
+const DEDUP_BATCH_MAX: usize = 512;
+
+impl CoordinatorDedup {
+    fn new(coordinator: Arc<dyn Coordinator>) -> Self {
+        let asking = Arc::clone(&coordinator);
+        let seen = Batcher::new(DEDUP_BATCH_MAX, move |keys: Vec<String>| {
+            let count = keys.len();
+            let asked = asking.seen_many(keys);
+            Box::pin(async move {
+                match asked.await {
+                    Ok(seen) => seen,
+                    // Without the dedup, taking a repeat beats losing an update
+                    // (the stream still drops repeats within its window).
+                    Err(error) => {
+                        tracing::warn!(%error, "update dedup unavailable");
+                        vec![false; count]
+                    }
+                }
+            }) as BatchFuture<bool>
+        });
+        let mark = Batcher::new(DEDUP_BATCH_MAX, move |keys: Vec<String>| {
+            let count = keys.len();
+            let marked = coordinator.mark_many(keys, UPDATE_DEDUP_TTL_MS);
+            Box::pin(async move {
+                if let Err(error) = marked.await {
+                    tracing::warn!(%error, "update dedup not marked");
+                }
+                vec![(); count]
+            }) as BatchFuture<()>
+        });
+        Self { seen, mark }
+    }
+}
 
 fn dedup_key(update_id: i64) -> String {
     format!("upd:{update_id}")
@@ -187,26 +229,14 @@ fn dedup_key(update_id: i64) -> String {
 
 impl UpdateDedup for CoordinatorDedup {
     fn seen(&self, update_id: i64) -> LocalBoxFuture<bool> {
-        let asked = self.0.seen(&dedup_key(update_id));
-        Box::pin(async move {
-            match asked.await {
-                Ok(seen) => seen,
-                // Without the dedup, taking a repeat beats losing an update
-                // (the stream still drops repeats within its window).
-                Err(error) => {
-                    tracing::warn!(%error, "update dedup unavailable");
-                    false
-                }
-            }
-        })
+        let seen = self.seen.clone();
+        Box::pin(async move { seen.ask(dedup_key(update_id)).await.unwrap_or(false) })
     }
 
     fn mark(&self, update_id: i64) -> LocalBoxFuture<()> {
-        let marked = self.0.first_seen(&dedup_key(update_id), UPDATE_DEDUP_TTL_MS);
+        let mark = self.mark.clone();
         Box::pin(async move {
-            if let Err(error) = marked.await {
-                tracing::warn!(%error, "update dedup not marked");
-            }
+            let _ = mark.ask(dedup_key(update_id)).await;
         })
     }
 }
@@ -219,8 +249,8 @@ struct EngineMetricsBackend {
 impl gateway::backend::Backend for EngineMetricsBackend {
     fn submit_update(
         &self,
-        _update: teloxide_core::types::Update,
-        _raw: Arc<[u8]>,
+        _update: gateway::backend::Inbound,
+        _raw: bytes::Bytes,
     ) -> LocalBoxFuture<Result<(), gateway::backend::Refused>> {
         Box::pin(async { Err(gateway::backend::Refused::Unavailable) })
     }

@@ -23,6 +23,12 @@ use super::{
 const BACKOFF_FIRST_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
 const SWEEP_INTERVAL_MS: u64 = 5_000;
+/// How long after a chat wrote again the budget may still say it is
+/// blocked (the unblock is on its way), and how soon to ask again then.
+const UNBLOCK_SETTLE_MS: u64 = 2_000;
+const UNBLOCK_RETRY_MS: u64 = 50;
+/// Chats remembered as just unblocked at most.
+const UNBLOCKED_MAX: usize = 100_000;
 /// Most effects waiting for the scheduling task (unblocks past it are
 /// only applied locally).
 const EFFECTS_MAX: usize = 4_096;
@@ -80,6 +86,9 @@ pub(super) struct Scheduler {
     /// Chats seen blocked, refused at `push` until then.
     blocked: HashMap<i64, Instant>,
     blocked_ttl: Duration,
+    /// Chats that wrote again, until when a "blocked" from the budget is
+    /// taken as the budget not having heard of it yet.
+    unblocked: HashMap<i64, Instant>,
     effects: Vec<Effect>,
     in_flight: usize,
     next_sweep: Instant,
@@ -102,6 +111,7 @@ impl Scheduler {
             granting: false,
             blocked: HashMap::new(),
             blocked_ttl,
+            unblocked: HashMap::new(),
             effects: Vec::new(),
             in_flight: 0,
             next_sweep: now + Duration::from_millis(SWEEP_INTERVAL_MS),
@@ -118,9 +128,13 @@ impl Scheduler {
         self.total == 0 && self.in_flight == 0
     }
 
-    /// Forgets that `chat_id` blocked the bot, here and (as an effect) in the budget.
-    pub(super) fn unblock(&mut self, chat_id: i64) {
+    /// Forgets that `chat_id` blocked the bot, here and (as an effect) in
+    /// the budget; until the budget has heard, its "blocked" means "wait".
+    pub(super) fn unblock(&mut self, chat_id: i64, now: Instant) {
         self.blocked.remove(&chat_id);
+        if self.unblocked.len() < UNBLOCKED_MAX {
+            self.unblocked.insert(chat_id, now + Duration::from_millis(UNBLOCK_SETTLE_MS));
+        }
         self.effect(Effect::Unblock(chat_id));
     }
 
@@ -311,6 +325,11 @@ impl Scheduler {
                 self.effect(Effect::Blocked(chat_id));
                 return;
             }
+            Outcome::BlockedElsewhere if self.unblocked.get(&chat_id).is_some_and(|until| *until > now) => {
+                // The chat wrote again just now; the budget's mark is on its way out.
+                finished = false;
+                retry_at = Some(now + Duration::from_millis(UNBLOCK_RETRY_MS));
+            }
             Outcome::BlockedElsewhere => {
                 tracing::debug!(chat_id, "chat marked blocked in the send budget; dropping its queue");
                 self.metrics.blocked_elsewhere.fetch_add(1, Ordering::Relaxed);
@@ -391,6 +410,7 @@ impl Scheduler {
         self.set_total(self.total.saturating_sub(1 + dropped));
         if self.blocked.len() >= BLOCKED_CHATS_MAX {
             self.blocked.retain(|_, until| *until > now);
+            self.unblocked.retain(|_, until| *until > now);
         }
         if self.blocked.len() < BLOCKED_CHATS_MAX {
             self.blocked.insert(chat_id, now + self.blocked_ttl);
@@ -417,6 +437,7 @@ impl Scheduler {
         self.next_sweep = now + Duration::from_millis(SWEEP_INTERVAL_MS);
         self.chats.retain(|_, chat| chat.stage != Stage::Idle || !chat.queue.is_empty() || chat.not_before > now);
         self.blocked.retain(|_, until| *until > now);
+        self.unblocked.retain(|_, until| *until > now);
         // Stale timer entries of removed chats are skipped when popped; drop
         // them here too when the heap has grown well past the live chats.
         if self.timers.len() > 2 * self.chats.len() + 16 {

@@ -26,6 +26,7 @@ use fred::types::scripts::Script;
 
 use super::local::LocalBudget;
 use super::{BoxFuture, Grant, Grants, SECOND_MS, Scope, SendBudget, chat_limit, chat_span_ms};
+use crate::batch::{BatchFuture, Batcher};
 use crate::sender::{BLOCKED_TTL_MS, RateLimits};
 
 /// Takes grants for a batch of chats. KEYS: global, freeze, seq, then the
@@ -48,6 +49,15 @@ local seq = redis.call('INCRBY', KEYS[3], n)
 -- every window it numbered has expired, so members stay unique.
 redis.call('PEXPIRE', KEYS[3], 120000)
 local gwait = 0
+local granted = {}
+-- The batch's grants enter the global window in one command.
+local function count_granted()
+  if #granted > 0 then
+    redis.call('ZADD', KEYS[1], unpack(granted))
+    redis.call('PEXPIRE', KEYS[1], gspan)
+    granted = {}
+  end
+end
 local function wait_of(key, span)
   local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   local left = tonumber(oldest[2]) + span * 1000 - now
@@ -61,25 +71,30 @@ for i = 1, n do
   elseif frozen > 0 then
     out[#out + 1] = 1; out[#out + 1] = frozen
   elseif gcount >= glimit then
-    if gwait == 0 then gwait = wait_of(KEYS[1], gspan) end
+    if gwait == 0 then
+      count_granted()
+      gwait = wait_of(KEYS[1], gspan)
+    end
     out[#out + 1] = 1; out[#out + 1] = gwait
   else
     redis.call('ZREMRANGEBYSCORE', chat, '-inf', now - span * 1000)
-    if redis.call('ZCARD', chat) >= limit then
+    local count = redis.call('ZCARD', chat)
+    if count >= limit then
       out[#out + 1] = 2; out[#out + 1] = wait_of(chat, span)
     else
       local member = tostring(seq - n + i)
       redis.call('ZADD', chat, now, member)
       redis.call('PEXPIRE', chat, span)
-      redis.call('ZADD', KEYS[1], now, member)
-      redis.call('PEXPIRE', KEYS[1], gspan)
+      granted[#granted + 1] = now
+      granted[#granted + 1] = member
       gcount = gcount + 1
       local next = 0
-      if redis.call('ZCARD', chat) >= limit then next = wait_of(chat, span) end
+      if count + 1 >= limit then next = wait_of(chat, span) end
       out[#out + 1] = 0; out[#out + 1] = next
     end
   end
 end
+count_granted()
 return out
 ";
 
@@ -121,10 +136,16 @@ impl Default for RedisBudgetOptions {
 /// user write again and lifted the mark).
 const BLOCKED_CACHE_SHARED_MS: u64 = 5_000;
 
+/// Most chats unblocked in one `DEL`.
+const UNBLOCK_BATCH_MAX: usize = 512;
+
 /// The send budget shared through Redis, with a local fallback. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBudget {
     inner: Arc<Inner>,
+    /// Every private update unblocks its chat: those of concurrent updates
+    /// go to Redis together.
+    unblocks: Batcher<i64, ()>,
 }
 
 struct Inner {
@@ -192,7 +213,18 @@ impl RedisBudget {
             skip_until: Mutex::new(None),
             degraded: AtomicBool::new(false),
         };
-        Ok(Self { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        let weak = Arc::downgrade(&inner);
+        let unblocks = Batcher::new(UNBLOCK_BATCH_MAX, move |chats: Vec<i64>| {
+            let inner = weak.upgrade();
+            Box::pin(async move {
+                if let Some(inner) = inner {
+                    inner.unblock(&chats).await;
+                }
+                vec![(); chats.len()]
+            }) as BatchFuture<()>
+        });
+        Ok(Self { inner, unblocks })
     }
 }
 
@@ -305,9 +337,10 @@ impl Inner {
         found.map_or_else(|| self.local.blocked(chat_id, now), |found| found > 0)
     }
 
-    async fn unblock(&self, chat_id: i64) {
-        self.local.clear(chat_id);
-        let _: Option<i64> = self.call("unblock", self.client.del(self.key(&format!("blocked:{chat_id}")))).await;
+    /// Lifts the shared marks of `chats` (their local ones are lifted already).
+    async fn unblock(&self, chats: &[i64]) {
+        let keys: Vec<String> = chats.iter().map(|chat_id| self.key(&format!("blocked:{chat_id}"))).collect();
+        let _: Option<i64> = self.call("unblock", self.client.del(keys)).await;
     }
 }
 
@@ -382,8 +415,11 @@ impl SendBudget for RedisBudget {
     }
 
     fn unblock(&self, chat_id: i64) -> BoxFuture<()> {
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.unblock(chat_id).await })
+        self.inner.local.clear(chat_id);
+        let unblocks = self.unblocks.clone();
+        Box::pin(async move {
+            let _ = unblocks.ask(chat_id).await;
+        })
     }
 
     fn blocked_cache_ms(&self) -> u64 {

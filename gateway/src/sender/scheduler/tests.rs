@@ -290,9 +290,29 @@ fn a_chat_blocked_in_the_budget_is_dropped_without_a_request() {
     assert_eq!(r.s.metrics.failed.load(Ordering::Relaxed), 2);
     assert!(effects(&mut r).is_empty(), "already marked: nothing to report");
     assert_eq!(push_text(&mut r, 5, "m2", t0), Err(SendError::Blocked));
-    r.s.unblock(5);
+    r.s.unblock(5, t0);
     assert_eq!(effects(&mut r), [Effect::Unblock(5)]);
     assert_eq!(push_text(&mut r, 5, "m3", t0), Ok(()));
+}
+
+#[test]
+fn a_chat_that_wrote_again_waits_for_the_budget_to_hear_it() {
+    let t0 = Instant::now();
+    let mut r = rig(RateLimits::default(), 100, t0);
+    r.budget.mark(6, t0);
+    r.s.unblock(6, t0);
+    push_text(&mut r, 6, "welcome back", t0).unwrap();
+    // The budget has not heard of the unblock yet: the message waits.
+    assert!(send_all_at(&mut r, t0).is_empty());
+    assert_eq!(r.s.total, 1);
+    assert_eq!(r.s.metrics.blocked_elsewhere.load(Ordering::Relaxed), 0);
+    r.budget.clear(6);
+    assert_eq!(send_all_at(&mut r, t0 + ms(UNBLOCK_RETRY_MS)), ["welcome back"]);
+    // Long after writing again, a mark in the budget is the chat's own again.
+    r.budget.mark(6, t0);
+    push_text(&mut r, 6, "later", t0 + ms(UNBLOCK_SETTLE_MS + 1)).unwrap();
+    assert!(send_all_at(&mut r, t0 + ms(UNBLOCK_SETTLE_MS + 1)).is_empty());
+    assert_eq!(r.s.metrics.blocked_elsewhere.load(Ordering::Relaxed), 1);
 }
 
 #[test]
