@@ -16,6 +16,7 @@ use actors::metrics::EngineMetrics;
 use actors::ports::NullNotifier;
 
 pub mod crowd;
+pub mod http1;
 pub mod target;
 
 use crowd::{Clients, Crowd};

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use actors::ports::Store;
-use gateway::backend::{Backend, LocalBoxFuture, PlayFailure, Readiness, Refused};
+use bytes::Bytes;
+use gateway::backend::{Backend, Inbound, LocalBoxFuture, PlayFailure, Readiness, Refused};
 use teloxide_core::types::Update;
 use tokio::sync::broadcast;
 use wire::{Answer, PlayCommand, PlayPlayer, Query, Reply};
@@ -49,9 +50,15 @@ pub async fn engine_readiness(bot: &Bot, store: &Arc<dyn Store>) -> Readiness {
 }
 
 impl Backend for LocalBackend {
-    fn submit_update(&self, update: Update, _raw: Arc<[u8]>) -> LocalBoxFuture<Result<(), Refused>> {
+    fn submit_update(&self, update: Inbound, raw: Bytes) -> LocalBoxFuture<Result<(), Refused>> {
         let ingest = self.ingest.clone();
         Box::pin(async move {
+            if !update.handled {
+                return Ok(());
+            }
+            // The complete types are lenient: a known kind that does not
+            // parse becomes `UpdateKind::Error`, which the handler ignores.
+            let Ok(update) = serde_json::from_slice::<Update>(&raw) else { return Ok(()) };
             match ingest {
                 Some(ingest) => ingest.offer(update).await,
                 None => Err(Refused::Unavailable),

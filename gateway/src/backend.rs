@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use teloxide_core::types::Update;
+use bytes::Bytes;
 use tokio::sync::broadcast;
 use wire::{Answer, PlayCommand, Query, Reply};
 
@@ -42,11 +42,23 @@ pub struct Readiness {
     pub detail: String,
 }
 
+/// What the front read of an update (`wire::update::UpdateHead`), to
+/// route it without parsing all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inbound {
+    pub update_id: u32,
+    /// A kind the bot handles (message, button press, checkout).
+    pub handled: bool,
+    /// The private chat a message comes from.
+    pub private_chat: Option<i64>,
+}
+
 /// The game behind the HTTP front.
 pub trait Backend: Send + Sync + 'static {
-    /// Takes a Telegram update for handling. `Ok` once it will be handled
-    /// (a repeat of one taken before is `Ok` and ignored).
-    fn submit_update(&self, update: Update, raw: Arc<[u8]>) -> LocalBoxFuture<Result<(), Refused>>;
+    /// Takes a Telegram update (`raw`, the JSON Telegram sent) for
+    /// handling. `Ok` once it will be handled (a repeat of one taken before,
+    /// or a kind the bot does not handle, is `Ok` and ignored).
+    fn submit_update(&self, update: Inbound, raw: Bytes) -> LocalBoxFuture<Result<(), Refused>>;
 
     /// Runs a play-page message and returns the bot's replies.
     fn play(&self, command: PlayCommand) -> LocalBoxFuture<Result<Vec<Reply>, PlayFailure>>;

@@ -10,8 +10,8 @@ use std::time::Duration;
 use actix::Actor as _;
 use actors::ports::coordinator::Coordinator;
 use actors::ports::{Notifier, NullNotifier};
-use gateway::backend::{Backend, LocalBoxFuture, PlayFailure, Readiness, Refused};
-use teloxide_core::types::Update;
+use bytes::Bytes;
+use gateway::backend::{Backend, Inbound, LocalBoxFuture, PlayFailure, Readiness, Refused};
 use tokio::sync::broadcast;
 use wire::{Answer, PlayCommand, Query, Reply};
 
@@ -64,7 +64,7 @@ impl SwitchBackend {
 const STANDBY: &str = "standby: another engine is active; try again in a moment";
 
 impl Backend for SwitchBackend {
-    fn submit_update(&self, update: Update, raw: Arc<[u8]>) -> LocalBoxFuture<Result<(), Refused>> {
+    fn submit_update(&self, update: Inbound, raw: Bytes) -> LocalBoxFuture<Result<(), Refused>> {
         match self.current() {
             Some(backend) => backend.submit_update(update, raw),
             // Telegram retries; a balancer sends it to the active one.

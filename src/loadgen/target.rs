@@ -12,16 +12,20 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use serde_json::{Value, json};
+use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::http1::{self, Client};
 use super::{LoadReport, LoadgenArgs, LoadgenError};
 
 /// Longest wait for one reply before the player moves on (counted as lost).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for the webhook's answer to one update.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Telegram user ids of simulated players start here.
 const PLAYER_ID_BASE: i64 = 7_000_000_000;
+/// The webhook's path on every target.
+const WEBHOOK_PATH: &str = "/telegram/webhook";
 
 /// Replies awaited, by chat id.
 type Waiting = Arc<Mutex<HashMap<i64, oneshot::Sender<String>>>>;
@@ -41,46 +45,31 @@ pub async fn run_against(
     }
     let waiting: Waiting = Arc::new(Mutex::new(HashMap::new()));
     if let Some(bind) = bot_api_bind {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|error| LoadgenError::Target(format!("cannot bind the fake Bot API on {bind}: {error}")))?;
         let waiting = Arc::clone(&waiting);
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(web::Data::new(Arc::clone(&waiting)))
-                .app_data(web::PayloadConfig::new(8 << 20))
-                .route("/bot{token}/{method}", web::post().to(fake_bot_api))
-                .route("/bot{token}/{method}", web::get().to(fake_bot_api))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(bind)
-        .map_err(|error| LoadgenError::Target(format!("cannot bind the fake Bot API on {bind}: {error}")))?
-        .run();
-        actix::spawn(server);
+        actix::spawn(http1::serve(listener, move |path: &str, body: &[u8]| fake_bot_api(path, body, &waiting)));
     }
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|error| LoadgenError::Target(error.to_string()))?;
-    let urls: Vec<String> = target
-        .split(',')
-        .map(str::trim)
-        .filter(|target| !target.is_empty())
-        .map(|target| format!("{}/telegram/webhook", target.trim_end_matches('/')))
-        .collect();
-    if urls.is_empty() {
+    let mut addresses = Vec::new();
+    for target in target.split(',').map(str::trim).filter(|target| !target.is_empty()) {
+        addresses.push(target_address(target).await?);
+    }
+    if addresses.is_empty() {
         return Err(LoadgenError::Args);
     }
+    let secret: Option<Rc<str>> = secret.map(Rc::from);
     let update_ids = Rc::new(AtomicI64::new(first_update_id()));
     let concurrency = usize::try_from(args.players).unwrap_or(1).min(args.concurrency.unwrap_or(usize::MAX)).max(1);
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
+    // Players take the gateways in turn (a load balancer's job).
     let players: Vec<_> = (0..concurrency)
-        .map(|index| {
+        .zip(addresses.iter().cycle())
+        .map(|(index, &address)| {
             let player = Player {
                 id: PLAYER_ID_BASE + i64::try_from(index).unwrap_or(0),
-                client: client.clone(),
-                // Players take the gateways in turn (a load balancer's job).
-                url: urls.get(index % urls.len()).cloned().unwrap_or_default(),
+                client: Client::new(address),
                 secret: secret.clone(),
                 update_ids: Rc::clone(&update_ids),
                 waiting: bot_api_bind.map(|_| Arc::clone(&waiting)),
@@ -89,6 +78,17 @@ pub async fn run_against(
         })
         .collect();
     Ok(LoadReport::gather(players, started).await)
+}
+
+/// The address of a target given as `http://host:port`.
+async fn target_address(target: &str) -> Result<SocketAddr, LoadgenError> {
+    let Some(authority) = target.strip_prefix("http://") else {
+        return Err(LoadgenError::Target(format!("{target}: only plain http:// targets are driven")));
+    };
+    let authority = authority.trim_end_matches('/');
+    let mut found =
+        tokio::net::lookup_host(authority).await.map_err(|error| LoadgenError::Target(format!("{target}: {error}")))?;
+    found.next().ok_or_else(|| LoadgenError::Target(format!("{target}: no address")))
 }
 
 /// Where this run's update ids start: servers remember update ids for a day
@@ -102,22 +102,21 @@ fn first_update_id() -> i64 {
 
 struct Player {
     id: i64,
-    client: reqwest::Client,
-    url: String,
-    secret: Option<String>,
+    client: Client,
+    secret: Option<Rc<str>>,
     update_ids: Rc<AtomicI64>,
     waiting: Option<Waiting>,
 }
 
 impl Player {
-    async fn run(self, started: Instant, deadline: Instant) -> LoadReport {
+    async fn run(mut self, started: Instant, deadline: Instant) -> LoadReport {
         let mut report = LoadReport::default();
         let mut turn = 0_u64;
         while Instant::now() < deadline {
             let text = match turn {
-                0 => "/start".to_owned(),
-                t if t % 2 == 1 => "/buy ACME 1".to_owned(),
-                _ => "/sell ACME 1".to_owned(),
+                0 => "/start",
+                t if t % 2 == 1 => "/buy ACME 1",
+                _ => "/sell ACME 1",
             };
             let reply = self.waiting.as_ref().map(|waiting| {
                 let (sender, receiver) = oneshot::channel();
@@ -127,7 +126,7 @@ impl Player {
                 receiver
             });
             let sent = Instant::now();
-            let status = self.post(&text).await;
+            let status = self.post(text).await;
             match status {
                 Some(200) => {}
                 Some(503 | 429) | None => {
@@ -161,54 +160,50 @@ impl Player {
         report
     }
 
-    async fn post(&self, text: &str) -> Option<u16> {
+    /// Posts the next update carrying `text`; the webhook's status.
+    async fn post(&mut self, text: &str) -> Option<u16> {
         let update_id = self.update_ids.fetch_add(1, Ordering::Relaxed);
-        let update = json!({
-            "update_id": update_id,
-            "message": {
-                "message_id": update_id,
-                "date": 1_700_000_000,
-                "chat": {"id": self.id, "type": "private", "first_name": "Load"},
-                "from": {"id": self.id, "is_bot": false, "first_name": "Load", "username": format!("load{}", self.id)},
-                "text": text,
-                "entities": [{"type": "bot_command", "offset": 0, "length": text.split(' ').next().map_or(0, str::len)}]
-            }
-        });
-        let mut request = self.client.post(&self.url).json(&update);
-        if let Some(secret) = &self.secret {
-            request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
-        }
-        request.send().await.ok().map(|response| response.status().as_u16())
+        let command_len = text.split(' ').next().map_or(0, str::len);
+        let (id, text_json) = (self.id, serde_json::to_string(text).ok()?);
+        let update = format!(
+            r#"{{"update_id":{update_id},"message":{{"message_id":{update_id},"date":1700000000,"chat":{{"id":{id},"type":"private","first_name":"Load"}},"from":{{"id":{id},"is_bot":false,"first_name":"Load","username":"load{id}"}},"text":{text_json},"entities":[{{"type":"bot_command","offset":0,"length":{command_len}}}]}}}}"#
+        );
+        let secret = self.secret.clone();
+        let headers: Vec<(&str, &str)> =
+            secret.as_deref().map(|secret| vec![("X-Telegram-Bot-Api-Secret-Token", secret)]).unwrap_or_default();
+        let posted = self.client.post(WEBHOOK_PATH, &headers, update.as_bytes());
+        actix::clock::timeout(POST_TIMEOUT, posted).await.ok()?.ok()
     }
 }
 
-/// The Bot API as far as the server needs it under load.
-async fn fake_bot_api(
-    path: web::Path<(String, String)>,
-    body: web::Bytes,
-    waiting: web::Data<Waiting>,
-) -> HttpResponse {
-    let (_, method) = path.into_inner();
-    let params: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let chat_id = params.get("chat_id").and_then(Value::as_i64).unwrap_or(0);
+/// What the fake Bot API reads of a call.
+#[derive(Deserialize)]
+struct Call {
+    chat_id: Option<i64>,
+    text: Option<String>,
+    caption: Option<String>,
+}
+
+/// The Bot API as far as the server needs it under load: `path` is
+/// `/bot<token>/<method>`, `body` the call's JSON.
+fn fake_bot_api(path: &str, body: &[u8], waiting: &Waiting) -> Vec<u8> {
     // Telegram's method names are case-insensitive (teloxide sends `SendMessage`).
-    let result = match method.to_ascii_lowercase().as_str() {
-        "getme" => json!({
-            "id": 1, "is_bot": true, "first_name": "stockbot", "username": "stockbot_load_bot",
-            "can_join_groups": true, "can_read_all_group_messages": false, "supports_inline_queries": false,
-            "can_connect_to_business": false, "has_main_web_app": false
-        }),
+    let method = path.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+    let result = match method.as_str() {
+        "getme" => r#"{"id":1,"is_bot":true,"first_name":"stockbot","username":"stockbot_load_bot","can_join_groups":true,"can_read_all_group_messages":false,"supports_inline_queries":false,"can_connect_to_business":false,"has_main_web_app":false}"#.to_owned(),
         "sendmessage" | "sendphoto" | "editmessagetext" => {
-            if let Ok(mut waiting) = waiting.lock()
+            let call: Option<Call> = serde_json::from_slice(body).ok();
+            let chat_id = call.as_ref().and_then(|call| call.chat_id).unwrap_or(0);
+            if let Some(call) = call
+                && let Ok(mut waiting) = waiting.lock()
                 && let Some(sender) = waiting.remove(&chat_id)
             {
-                let text = params.get("text").or_else(|| params.get("caption")).and_then(Value::as_str);
-                let _ = sender.send(text.unwrap_or_default().to_owned());
+                let _ = sender.send(call.text.or(call.caption).unwrap_or_default());
             }
-            json!({"message_id": 1, "date": 1_700_000_000, "chat": {"id": chat_id, "type": "private"}, "text": ""})
+            format!(r#"{{"message_id":1,"date":1700000000,"chat":{{"id":{chat_id},"type":"private"}},"text":""}}"#)
         }
-        "getupdates" => json!([]),
-        _ => json!(true),
+        "getupdates" => "[]".to_owned(),
+        _ => "true".to_owned(),
     };
-    HttpResponse::Ok().json(json!({"ok": true, "result": result}))
+    format!(r#"{{"ok":true,"result":{result}}}"#).into_bytes()
 }

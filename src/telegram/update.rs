@@ -17,11 +17,15 @@ use tracing::Instrument as _;
 use actors::domain::ids::PlayerId;
 use actors::ports::coordinator::Coordinator;
 use teloxide_core::types::{CallbackQuery, Message, PreCheckoutQuery, SuccessfulPayment, Update, UpdateKind, User};
+use wire::update::TextMessage;
 
 use super::outbox::Outbox;
 use super::reply::{Button, Reply, ReplyKind};
 use super::sender::{Outgoing, STARS_CURRENCY};
 use crate::bot::{Bot, PREMIUM_PAYLOAD, Speaker};
+
+/// Longest display name taken from Telegram, in chars.
+const SPEAKER_NAME_CHARS_MAX: usize = 64;
 
 /// How long a button press blocks the same press (double taps, retries).
 pub const BUTTON_LOCK_TTL_MS: u64 = 10_000;
@@ -73,6 +77,20 @@ impl UpdateHandler {
         .await;
     }
 
+    /// Processes a plain text message (read by the fast path,
+    /// `wire::update::TextMessage`) with `bot`, exactly as `handle_with`
+    /// processes the same update.
+    pub async fn handle_text_message_with<O: Outbox>(&self, bot: &Bot, message: TextMessage, out: &O) {
+        let span = tracing::info_span!("update", update_id = message.update_id);
+        let handling = Handling { bot, coordinator: self.coordinator.as_ref(), out };
+        let speaker = Speaker {
+            player: PlayerId(i64::try_from(message.user_id).unwrap_or(i64::MAX)),
+            chat: (!message.private).then_some(message.chat_id),
+            name: message.name.chars().take(SPEAKER_NAME_CHARS_MAX).collect(),
+        };
+        handling.on_text(&speaker, message.chat_id, message.private, &message.text).instrument(span).await;
+    }
+
     /// Processes one update with this handler's bot.
     pub async fn handle<O: Outbox>(&self, update: Update, out: &O) {
         self.handle_with(&self.bot, update, out).await;
@@ -90,17 +108,29 @@ impl<O: Outbox> Handling<'_, O> {
             return;
         }
         let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else { return };
-        let speaker = Speaker { chat: (!message.chat.is_private()).then_some(chat_id), ..speaker_of(user) };
-        if message.chat.is_private() {
-            // Writing to the bot means it is not blocked (any more).
-            self.out.unblock(chat_id);
-        }
+        let private = message.chat.is_private();
+        let speaker = Speaker { chat: (!private).then_some(chat_id), ..speaker_of(user) };
         if let Some(payment) = message.successful_payment() {
+            if private {
+                self.out.unblock(chat_id);
+            }
             self.on_payment(&speaker, chat_id, payment).await;
             return;
         }
-        let Some(text) = message.text() else { return };
-        for reply in self.bot.handle_text(&speaker, text).await {
+        match message.text() {
+            Some(text) => self.on_text(&speaker, chat_id, private, text).await,
+            None if private => self.out.unblock(chat_id),
+            None => {}
+        }
+    }
+
+    /// A text from `speaker` in `chat_id`: the command path's replies.
+    async fn on_text(&self, speaker: &Speaker, chat_id: i64, private: bool, text: &str) {
+        if private {
+            // Writing to the bot means it is not blocked (any more).
+            self.out.unblock(chat_id);
+        }
+        for reply in self.bot.handle_text(speaker, text).await {
             self.send_reply(chat_id, reply);
         }
     }
@@ -218,7 +248,7 @@ pub fn speaker_of(user: &User) -> Speaker {
         name.push_str(last);
     }
     let player = PlayerId(i64::try_from(user.id.0).unwrap_or(i64::MAX));
-    Speaker { player, chat: None, name: name.chars().take(64).collect() }
+    Speaker { player, chat: None, name: name.chars().take(SPEAKER_NAME_CHARS_MAX).collect() }
 }
 
 #[cfg(test)]

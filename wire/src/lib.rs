@@ -8,6 +8,7 @@ pub mod outgoing;
 pub mod query;
 pub mod reply;
 pub mod subjects;
+pub mod update;
 
 mod base64_bytes;
 

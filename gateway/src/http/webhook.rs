@@ -4,15 +4,13 @@
 //! → 200 and ignored; no room even after a bounded wait, or the server
 //! stopping → 503 so Telegram retries later.
 
-use std::sync::Arc;
-
 use actix_web::{HttpRequest, HttpResponse, web};
-use teloxide_core::types::Update;
+use wire::update::UpdateHead;
 
 use super::AppState;
 use super::admin::constant_time_eq;
 use super::api::ErrorBody;
-use crate::backend::Refused;
+use crate::backend::{Inbound, Refused};
 
 /// The header Telegram sends the webhook secret in.
 pub const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
@@ -27,12 +25,11 @@ pub async fn webhook(state: web::Data<AppState>, request: HttpRequest, body: web
     if !authorized {
         return HttpResponse::Unauthorized().json(ErrorBody::new("wrong or missing secret token"));
     }
-    let update: Update = match serde_json::from_slice(&body) {
-        Ok(update) => update,
+    let update = match UpdateHead::parse(&body) {
+        Ok(head) => Inbound { update_id: head.update_id, handled: head.handled(), private_chat: head.private_chat() },
         Err(error) => return HttpResponse::BadRequest().json(ErrorBody::new(&format!("malformed update: {error}"))),
     };
-    let raw: Arc<[u8]> = Arc::from(body.as_ref());
-    match state.backend.submit_update(update, raw).await {
+    match state.backend.submit_update(update, body).await {
         Ok(()) => HttpResponse::Ok().finish(),
         Err(refused) => {
             let why = match refused {

@@ -15,7 +15,6 @@ use std::time::Duration;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use teloxide_core::types::{Update, UpdateKind};
 use tokio::sync::{broadcast, oneshot};
 use wire::command::{PlayAnswer, play_msg_id, update_msg_id};
 use wire::subjects::{
@@ -25,7 +24,7 @@ use wire::subjects::{
 use wire::{Answer, EngineStatus, PlayCommand, Query, Reply};
 
 use super::link::Link;
-use crate::backend::{Backend, LocalBoxFuture, PlayFailure, Readiness, Refused};
+use crate::backend::{Backend, Inbound, LocalBoxFuture, PlayFailure, Readiness, Refused};
 use crate::http::stream::STREAM_BACKLOG_MAX;
 use crate::sender::SenderHandle;
 
@@ -169,21 +168,13 @@ async fn publish_acknowledged(
     }
 }
 
-/// The private chat an update comes from, if any.
-fn private_chat(update: &Update) -> Option<i64> {
-    match &update.kind {
-        UpdateKind::Message(message) if message.chat.is_private() => Some(message.chat.id.0),
-        _ => None,
-    }
-}
-
 impl Backend for NatsBackend {
-    fn submit_update(&self, update: Update, raw: Arc<[u8]>) -> LocalBoxFuture<Result<(), Refused>> {
+    fn submit_update(&self, update: Inbound, payload: Bytes) -> LocalBoxFuture<Result<(), Refused>> {
         let (link, dedup, metrics) = (self.link.clone(), Arc::clone(&self.dedup), Arc::clone(&self.metrics));
         let sender = self.sender.clone();
         Box::pin(async move {
-            let update_id = i64::from(update.id.0);
-            if let UpdateKind::Error(_) = update.kind {
+            let update_id = i64::from(update.update_id);
+            if !update.handled {
                 // A kind the bot does not handle: taken and ignored.
                 return Ok(());
             }
@@ -191,11 +182,10 @@ impl Backend for NatsBackend {
                 metrics.updates_duplicate.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            if let (Some(chat), Some(sender)) = (private_chat(&update), sender.as_ref()) {
+            if let (Some(chat), Some(sender)) = (update.private_chat, sender.as_ref()) {
                 // Writing to the bot means it is not blocked (any more).
                 sender.unblock(chat);
             }
-            let payload = Bytes::copy_from_slice(&raw);
             let id = update_msg_id(update_id);
             let message = || Publish::build().payload(payload.clone()).message_id(&id);
             // Telegram waits about a minute for an answer: a short outage of

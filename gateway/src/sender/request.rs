@@ -1,15 +1,19 @@
-//! One Bot API request: `execute` sends a prepared message with teloxide,
-//! `classify` sorts the result into what the scheduler does next.
+//! One Bot API request: `execute` sends a prepared message — texts, edits
+//! and answers as plain JSON posts whose answer is read only as far as
+//! success or error ([`JsonCalls`]: teloxide would parse the whole `Message`
+//! Telegram returns, most of a send's cost), photos and invoices with
+//! teloxide — and `classify` sorts the result into what the scheduler does
+//! next.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use teloxide_core::payloads::{
-    AnswerCallbackQuerySetters, AnswerPreCheckoutQuerySetters, EditMessageMediaSetters, EditMessageTextSetters,
-    SendInvoiceSetters, SendMessageSetters, SendPhotoSetters,
-};
+use serde::{Deserialize, Serialize};
+
+use teloxide_core::payloads::{EditMessageMediaSetters, SendInvoiceSetters, SendPhotoSetters};
 use teloxide_core::requests::Requester;
 use teloxide_core::types::{
-    CallbackQueryId, ChatId, InputMedia, InputMediaPhoto, LabeledPrice, MessageId, ParseMode, PreCheckoutQueryId,
+    ChatId, InlineKeyboardMarkup, InputMedia, InputMediaPhoto, LabeledPrice, MessageId, ParseMode, ResponseParameters,
 };
 use teloxide_core::{ApiError, Bot, RequestError};
 
@@ -20,14 +24,118 @@ use super::job::{Outcome, Prepared};
 const INVOICE_TITLE_CHARS_MAX: usize = 32;
 const INVOICE_DESCRIPTION_CHARS_MAX: usize = 255;
 
-pub(super) async fn execute(bot: &Bot, request: &Prepared) -> Result<(), RequestError> {
+/// The Bot API methods called as plain JSON posts: their URLs (with the
+/// token), built once, and the bot's HTTP client.
+pub(super) struct JsonCalls {
+    client: reqwest::Client,
+    send_message: reqwest::Url,
+    edit_message_text: reqwest::Url,
+    answer_callback_query: reqwest::Url,
+    answer_pre_checkout_query: reqwest::Url,
+}
+
+impl JsonCalls {
+    /// The calls of `bot` (its API URL, token and client).
+    pub(super) fn of(bot: &Bot) -> Arc<Self> {
+        let url = |method: &str| {
+            let mut url = bot.api_url();
+            // A base URL that cannot take a path is caught at start-up by teloxide's own calls.
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.pop_if_empty().push(&format!("bot{}", bot.token())).push(method);
+            }
+            url
+        };
+        Arc::new(Self {
+            client: bot.client().clone(),
+            send_message: url("sendMessage"),
+            edit_message_text: url("editMessageText"),
+            answer_callback_query: url("answerCallbackQuery"),
+            answer_pre_checkout_query: url("answerPreCheckoutQuery"),
+        })
+    }
+
+    /// Posts `body` to `url`; `Ok` when Telegram says `ok`, else its error
+    /// as teloxide would report it.
+    async fn post(&self, url: &reqwest::Url, body: &impl Serialize) -> Result<(), RequestError> {
+        let body = serde_json::to_vec(body).map_err(|source| invalid_json(source, ""))?;
+        let response = self
+            .client
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await?;
+        let bytes = response.bytes().await?;
+        let answer: Answer =
+            serde_json::from_slice(&bytes).map_err(|source| invalid_json(source, &String::from_utf8_lossy(&bytes)))?;
+        if answer.ok {
+            return Ok(());
+        }
+        Err(match (answer.parameters, answer.description) {
+            (Some(ResponseParameters::RetryAfter(seconds)), _) => RequestError::RetryAfter(seconds),
+            (Some(ResponseParameters::MigrateToChatId(chat)), _) => RequestError::MigrateToChatId(chat),
+            (None, Some(error)) => RequestError::Api(error),
+            (None, None) => RequestError::Api(ApiError::Unknown("an error without a description".to_owned())),
+        })
+    }
+}
+
+fn invalid_json(source: serde_json::Error, raw: &str) -> RequestError {
+    RequestError::InvalidJson { source: Arc::new(source), raw: raw.into() }
+}
+
+/// A Bot API answer, read only as far as success or error (its `result`
+/// is skipped unparsed).
+#[derive(Deserialize)]
+struct Answer {
+    ok: bool,
+    #[serde(default)]
+    description: Option<ApiError>,
+    #[serde(default)]
+    parameters: Option<ResponseParameters>,
+}
+
+#[derive(Serialize)]
+struct SendMessage<'a> {
+    chat_id: i64,
+    text: &'a str,
+    parse_mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_markup: Option<&'a InlineKeyboardMarkup>,
+}
+
+#[derive(Serialize)]
+struct EditMessageText<'a> {
+    chat_id: i64,
+    message_id: i32,
+    text: &'a str,
+    parse_mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_markup: Option<&'a InlineKeyboardMarkup>,
+}
+
+#[derive(Serialize)]
+struct AnswerCallbackQuery<'a> {
+    callback_query_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct AnswerPreCheckoutQuery<'a> {
+    pre_checkout_query_id: &'a str,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_message: Option<&'a str>,
+}
+
+const HTML: &str = "HTML";
+
+pub(super) async fn execute(bot: &Bot, json: &JsonCalls, request: &Prepared) -> Result<(), RequestError> {
     match request {
         Prepared::Text { chat_id, text, markup } => {
-            let mut call = bot.send_message(ChatId(*chat_id), text.clone()).parse_mode(ParseMode::Html);
-            if let Some(markup) = markup {
-                call = call.reply_markup(markup.clone());
-            }
-            call.await.map(drop)
+            let body = SendMessage { chat_id: *chat_id, text, parse_mode: HTML, reply_markup: markup.as_ref() };
+            json.post(&json.send_message, &body).await
         }
         Prepared::Photo { chat_id, photo, caption, markup } => {
             let mut call = bot.send_photo(ChatId(*chat_id), photo.clone());
@@ -40,13 +148,14 @@ pub(super) async fn execute(bot: &Bot, request: &Prepared) -> Result<(), Request
             call.await.map(drop)
         }
         Prepared::Edit { chat_id, message_id, text, markup } => {
-            let mut call = bot
-                .edit_message_text(ChatId(*chat_id), MessageId(*message_id), text.clone())
-                .parse_mode(ParseMode::Html);
-            if let Some(markup) = markup {
-                call = call.reply_markup(markup.clone());
-            }
-            call.await.map(drop)
+            let body = EditMessageText {
+                chat_id: *chat_id,
+                message_id: *message_id,
+                text,
+                parse_mode: HTML,
+                reply_markup: markup.as_ref(),
+            };
+            json.post(&json.edit_message_text, &body).await
         }
         Prepared::EditPhoto { chat_id, message_id, photo, caption, markup } => {
             let media = InputMediaPhoto::new(photo.clone()).caption(caption.clone()).parse_mode(ParseMode::Html);
@@ -57,11 +166,8 @@ pub(super) async fn execute(bot: &Bot, request: &Prepared) -> Result<(), Request
             call.await.map(drop)
         }
         Prepared::Answer { callback_query_id, text } => {
-            let mut call = bot.answer_callback_query(CallbackQueryId(callback_query_id.clone()));
-            if let Some(text) = text {
-                call = call.text(text.clone());
-            }
-            call.await.map(drop)
+            let body = AnswerCallbackQuery { callback_query_id, text: text.as_deref() };
+            json.post(&json.answer_callback_query, &body).await
         }
         Prepared::Invoice { chat_id, invoice } => {
             let title: String = invoice.title.chars().take(INVOICE_TITLE_CHARS_MAX).collect();
@@ -74,12 +180,9 @@ pub(super) async fn execute(bot: &Bot, request: &Prepared) -> Result<(), Request
                 .map(drop)
         }
         Prepared::PreCheckout { pre_checkout_query_id, error } => {
-            let id = PreCheckoutQueryId(pre_checkout_query_id.clone());
-            let mut call = bot.answer_pre_checkout_query(id, error.is_none());
-            if let Some(error) = error {
-                call = call.error_message(error.clone());
-            }
-            call.await.map(drop)
+            let body =
+                AnswerPreCheckoutQuery { pre_checkout_query_id, ok: error.is_none(), error_message: error.as_deref() };
+            json.post(&json.answer_pre_checkout_query, &body).await
         }
     }
 }

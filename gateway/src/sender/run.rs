@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc};
 
 use super::budget::{Grant, Scope, SendBudget};
 use super::job::{Dispatch, Done, Lane, Outcome};
-use super::request::{classify, execute};
+use super::request::{JsonCalls, classify, execute};
 use super::scheduler::{Effect, Scheduler};
 use super::{DRAIN_MAX_MS, SenderMetrics};
 
@@ -80,6 +80,7 @@ impl Drop for StopGuard {
 #[derive(Clone)]
 struct Spawner {
     bot: Bot,
+    json: Arc<JsonCalls>,
     token: Arc<str>,
     budget: Arc<dyn SendBudget>,
     events: mpsc::UnboundedSender<Event>,
@@ -87,10 +88,11 @@ struct Spawner {
 
 impl Spawner {
     fn request(&self, dispatch: Dispatch) {
-        let (bot, token, events) = (self.bot.clone(), Arc::clone(&self.token), self.events.clone());
+        let (bot, json, token, events) =
+            (self.bot.clone(), Arc::clone(&self.json), Arc::clone(&self.token), self.events.clone());
         tokio::spawn(async move {
             let Dispatch { lane, job } = dispatch;
-            let outcome = classify(execute(&bot, &job.request).await, &job.request, &token);
+            let outcome = classify(execute(&bot, &json, &job.request).await, &job.request, &token);
             // The receiver lives as long as the scheduling task; if that
             // is gone, so is everything this result would update.
             let _ = events.send(Event::Done(Done { lane, job, outcome }));
@@ -126,20 +128,19 @@ impl Spawner {
     }
 
     fn effect(&self, effect: Effect, on_blocked: &(dyn Fn(i64) + Send + Sync)) {
-        let budget = Arc::clone(&self.budget);
+        let budget = &self.budget;
         let now = Instant::now();
-        match effect {
+        // The budget's own state changes as it is called; only the shared
+        // part goes on in a task.
+        let shared = match effect {
             Effect::Blocked(chat_id) => {
                 on_blocked(chat_id);
-                tokio::spawn(async move { budget.mark_blocked(chat_id, now).await });
+                budget.mark_blocked(chat_id, now)
             }
-            Effect::Freeze(wait) => {
-                tokio::spawn(async move { budget.freeze(wait, now).await });
-            }
-            Effect::Unblock(chat_id) => {
-                tokio::spawn(async move { budget.unblock(chat_id).await });
-            }
-        }
+            Effect::Freeze(wait) => budget.freeze(wait, now),
+            Effect::Unblock(chat_id) => budget.unblock(chat_id),
+        };
+        tokio::spawn(shared);
     }
 }
 
@@ -152,7 +153,8 @@ pub(super) async fn run(
     let _stopped = StopGuard(Arc::clone(&shared));
     let (events, mut events_rx) = mpsc::unbounded_channel::<Event>();
     let token: Arc<str> = Arc::from(bot.token());
-    let spawner = Spawner { bot, token, budget, events };
+    let json = JsonCalls::of(&bot);
+    let spawner = Spawner { bot, json, token, budget, events };
     let mut callbacks = Vec::new();
     let mut chats = Vec::new();
     let mut effects = Vec::new();
@@ -173,14 +175,16 @@ pub(super) async fn run(
             scheduler.take_effects(&mut effects);
             scheduler.next_wake(now)
         };
+        // Effects first: a budget that forgets a block at once must do so
+        // before it is asked for the chat.
+        for effect in effects.drain(..) {
+            spawner.effect(effect, on_blocked.as_ref());
+        }
         for dispatch in callbacks.drain(..) {
             spawner.request(dispatch);
         }
         if !chats.is_empty() {
             spawner.grant(std::mem::take(&mut chats), now);
-        }
-        for effect in effects.drain(..) {
-            spawner.effect(effect, on_blocked.as_ref());
         }
         tokio::select! {
             () = shared.wake.notified() => {}
