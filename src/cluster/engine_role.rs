@@ -7,6 +7,7 @@
 
 pub mod consumer;
 pub mod handling;
+pub mod replies;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -25,7 +26,8 @@ use teloxide_core::types::Update;
 use tokio::sync::{broadcast, watch};
 use wire::command::update_msg_id;
 use wire::subjects::{
-    COMMAND_STREAM, COMMAND_UPDATE, ENGINE_QUEUE, ENGINE_STATUS_SUBJECT, PRICES_SUBJECT, QUERY_SUBJECT,
+    COMMAND_STREAM, COMMAND_UPDATE, ENGINE_QUEUE, ENGINE_STATUS_SUBJECT, OUTBOX_BATCHES, OUTBOX_CONSUMER,
+    OUTBOX_SINGLES, OUTBOX_STREAM, PRICES_SUBJECT, QUERY_SUBJECT,
 };
 use wire::{Answer, Query};
 
@@ -33,7 +35,7 @@ use self::consumer::Consumer;
 use self::handling::Handling;
 use super::RoleStatus;
 use super::election::{Active, Duty};
-use super::outbox::{NatsNotifier, OutboxPublisher};
+use super::outbox::{BatchChain, NatsNotifier, OutboxPublisher};
 use crate::answers::Answers;
 use crate::config::Settings;
 use crate::price_feed::{PriceFeed, STREAM_BACKLOG_MAX};
@@ -42,13 +44,15 @@ use crate::store::postgres::lease::Fence;
 use crate::telegram::front::{Mode, TelegramClient};
 use crate::telegram::update::UpdateHandler;
 
+/// Tries at opening the reply chain at a takeover before giving the lease up.
+const CHAIN_OPEN_ATTEMPTS: u32 = 20;
 /// How often the cursor is handed to the lease and the market.
 const CURSOR_INTERVAL_MS: u64 = 50;
 /// How often the active engine says who it is.
 const HEARTBEAT_INTERVAL_MS: u64 = 500;
 /// Every stored outcome (`prune_outcomes` keeps those after it).
 const ALL_OUTCOMES: u64 = i64::MAX as u64;
-/// How often what the cursor left behind is pruned (stream, outcomes).
+/// How often what was handled is pruned (streams, outcomes).
 const PRUNE_INTERVAL_MS: u64 = 5_000;
 
 /// What an active engine process does.
@@ -99,6 +103,11 @@ impl Duty for EngineDuty {
         let (identity, last) = stream_identity(&self.link).await?;
         let mut cursor = active.cursor;
         let mut replay_through = active.replay_through;
+        // Replies may be out further than the stored cursor says: the last
+        // batch knows, and its chain, opened now, stays closed to every
+        // earlier holder.
+        let (chain, replies_through) =
+            BatchChain::open(self.link.clone(), active.fence.epoch(), CHAIN_OPEN_ATTEMPTS).await?;
         // A stream behind the cursor was created anew (NATS lost the old
         // one). Its creation time is no proof: NATS 2.9 resets it when it
         // recovers a stream from disk.
@@ -117,6 +126,9 @@ impl Duty for EngineDuty {
             // its outcomes must not answer the new stream's commands.
             active.engine.advance_applied(u64::MAX);
             active.postgres.prune_outcomes(ALL_OUTCOMES).await.map_err(|error| error.to_string())?;
+        } else if (cursor..=last).contains(&replies_through) {
+            // Handled, durable and answered: those messages are not read again.
+            cursor = replies_through;
         }
         let username = self.telegram.as_ref().and_then(|client| client.username.clone());
         let bot = crate::startup::game_bot(
@@ -152,6 +164,12 @@ impl Duty for EngineDuty {
             fence.step_down();
         }));
         let (stop, stopped) = watch::channel(false);
+        let fence = Arc::clone(&active.fence);
+        let superseded: Arc<dyn Fn() + Send + Sync> = Arc::new(move || fence.step_down());
+        let (replies, watermark) = (Arc::clone(&consumer.replies), Arc::clone(&consumer.watermark));
+        let publisher = OutboxPublisher::new(self.link.clone());
+        let stopping = stopped.clone();
+        actix::spawn(async move { replies.run(chain, publisher, watermark, stopping, superseded).await });
         let reader = Arc::clone(&consumer);
         let link = self.link.clone();
         let stopping = stopped.clone();
@@ -166,6 +184,7 @@ impl Duty for EngineDuty {
             self.link.clone(),
             active.postgres.clone(),
             Arc::clone(&active.fence),
+            Arc::clone(&consumer),
             Arc::clone(&self.status),
             stopped.clone(),
         ));
@@ -226,13 +245,15 @@ async fn keep_cursor(consumer: Arc<Consumer>, engine: Engine, fence: Arc<Fence>,
     }
 }
 
-/// Drops what the cursor left behind: stream messages up to the cursor the
-/// database confirmed storing (a takeover never needs one of them), and
-/// stored outcomes.
+/// Drops what was handled: command-stream messages up to the cursor the
+/// database confirmed storing (a takeover never needs one of them), their
+/// stored outcomes, and outbox messages every sender acknowledged — but the
+/// last batch, which says how far replies are out.
 async fn prune(
     link: Link,
     postgres: PostgresStore,
     fence: Arc<Fence>,
+    consumer: Arc<Consumer>,
     status: Arc<RoleStatus>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -258,7 +279,24 @@ async fn prune(
             }
             Err(error) => tracing::debug!(%error, "command stream not reachable for pruning"),
         }
+        if let Err(error) = prune_outbox(&link, consumer.replies.last_batch()).await {
+            tracing::debug!(%error, "outbox not pruned");
+        }
     }
+}
+
+/// Purges the outbox below what every sender acknowledged, keeping the
+/// batch at `last_batch`.
+async fn prune_outbox(link: &Link, last_batch: u64) -> Result<(), String> {
+    let stream = link.jetstream.get_stream(OUTBOX_STREAM).await.map_err(|e| e.to_string())?;
+    let acknowledged =
+        stream.consumer_info(OUTBOX_CONSUMER).await.map_err(|e| e.to_string())?.ack_floor.stream_sequence;
+    let below = acknowledged.saturating_add(1);
+    stream.purge().filter(OUTBOX_SINGLES).sequence(below).await.map_err(|e| e.to_string())?;
+    if last_batch > 0 {
+        stream.purge().filter(OUTBOX_BATCHES).sequence(below.min(last_batch)).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Answers the gateways' reads while active.

@@ -12,10 +12,26 @@ pub const COMMAND_UPDATE: &str = "stockbot.cmd.update";
 /// A play-page message (the payload is a `PlayCommand`).
 pub const COMMAND_PLAY: &str = "stockbot.cmd.play";
 
-/// The stream of Bot API calls, engine → senders in the gateways.
+/// The stream of Bot API calls, engine → senders in the gateways. Every
+/// message's payload is a `Vec<Outgoing>` (empty: a marker, nothing to send).
 pub const OUTBOX_STREAM: &str = "STOCKBOT_OUTBOX";
-/// The subject of [`OUTBOX_STREAM`] (the payload is a `Vec<Outgoing>`).
-pub const OUTBOX_SUBJECT: &str = "stockbot.out";
+/// Every subject of [`OUTBOX_STREAM`].
+pub const OUTBOX_SUBJECTS: &str = "stockbot.out.>";
+/// The replies of every command-stream message up to the one named in the
+/// [`THROUGH_HEADER`], one message per batch; each published only if the
+/// subject's last message is the publisher's own last (an engine that lost
+/// its lease cannot publish after its successor's first).
+pub const OUTBOX_BATCHES: &str = "stockbot.out.batch";
+/// Calls published one by one, each with a message id of what it is about
+/// (the replies of one command-stream message, a fill, an alert), so one
+/// published again is dropped as a duplicate.
+pub const OUTBOX_SINGLES: &str = "stockbot.out.single";
+/// On an [`OUTBOX_BATCHES`] message: every command-stream message up to
+/// this sequence is handled and its replies are out (in this batch, an
+/// earlier one or a single).
+pub const THROUGH_HEADER: &str = "Stockbot-Through";
+/// On an [`OUTBOX_BATCHES`] message: the lease epoch of its publisher.
+pub const EPOCH_HEADER: &str = "Stockbot-Epoch";
 /// The durable consumer every gateway's sender pulls from (each message
 /// goes to one of them).
 pub const OUTBOX_CONSUMER: &str = "senders";

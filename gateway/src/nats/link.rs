@@ -1,13 +1,16 @@
 //! `Link`: one NATS connection with its JetStream context, and the two
-//! streams of a split deployment — commands (gateway → engine: limits
-//! retention, bounded, new messages refused when full so nothing
-//! acknowledged is ever dropped) and the outbox (engine → senders: a work
-//! queue, each message taken by one sender).
+//! streams of a split deployment — commands (gateway → engine) and the
+//! outbox (engine → senders, each message taken by one sender through a
+//! shared durable consumer). Both keep their messages by limits (bounded,
+//! new messages refused when full, so nothing acknowledged is ever
+//! dropped); the active engine purges what was handled: commands behind its
+//! cursor, outbox messages every sender acknowledged, but the outbox's last
+//! batch, which says how far replies are out.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use wire::subjects::{COMMAND_STREAM, COMMAND_SUBJECTS, OUTBOX_STREAM, OUTBOX_SUBJECT};
+use wire::subjects::{COMMAND_STREAM, COMMAND_SUBJECTS, OUTBOX_STREAM, OUTBOX_SUBJECTS};
 
 /// Longest wait for one JetStream API answer (publish acks included).
 pub const JETSTREAM_TIMEOUT_MS: u64 = 5_000;
@@ -133,14 +136,29 @@ impl Link {
         };
         let outbox = stream::Config {
             name: OUTBOX_STREAM.to_owned(),
-            subjects: vec![OUTBOX_SUBJECT.to_owned()],
-            retention: stream::RetentionPolicy::WorkQueue,
+            subjects: vec![OUTBOX_SUBJECTS.to_owned()],
+            retention: stream::RetentionPolicy::Limits,
             discard: stream::DiscardPolicy::New,
             max_bytes: limits.outbox_max_bytes,
             storage: stream::StorageType::File,
             duplicate_window: Duration::from_millis(DUPLICATE_WINDOW_MS),
             ..Default::default()
         };
+        // An outbox made by an older version was a work queue: its retention
+        // cannot change in place, so it is made anew (once).
+        if let Ok(old) = self.jetstream.get_stream(OUTBOX_STREAM).await
+            && let Ok(info) = old.get_info().await
+            && info.config.retention != stream::RetentionPolicy::Limits
+        {
+            tracing::warn!(
+                messages = info.state.messages,
+                "the outbox stream is a work queue of an older version: made anew"
+            );
+            self.jetstream
+                .delete_stream(OUTBOX_STREAM)
+                .await
+                .map_err(|error| LinkError::Stream { stream: OUTBOX_STREAM, reason: error.to_string() })?;
+        }
         for (name, config) in [(COMMAND_STREAM, commands), (OUTBOX_STREAM, outbox)] {
             self.jetstream
                 .create_or_update_stream(config)

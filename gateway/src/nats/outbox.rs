@@ -1,8 +1,9 @@
-//! The outbox pump: takes Bot API calls off the outbox stream (a work queue:
-//! every gateway pulls from one durable consumer, each message goes to one
-//! of them) and hands them to this gateway's rate-limited sender. A message
-//! is acknowledged once Telegram took its calls (or they were given up); one
-//! not acknowledged (the gateway died first) is delivered again to another.
+//! The outbox pump: takes Bot API calls off the outbox stream (every
+//! gateway pulls from one durable consumer, so each message — a batch of
+//! replies, or a single call — goes to one of them) and hands them to this
+//! gateway's rate-limited sender. A message is acknowledged once Telegram
+//! took its calls (or they were given up); one not acknowledged (the
+//! gateway died first) is delivered again to another.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,8 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &Arc<OutboxMetrics>) 
         }
         let mut deliveries = Vec::new();
         match serde_json::from_slice::<Vec<Outgoing>>(&message.payload) {
+            // A marker (a new engine's first batch): nothing to send.
+            Ok(calls) if calls.is_empty() => {}
             Ok(calls) => {
                 // Queued in the message's order (a chat's calls keep theirs);
                 // only the acknowledgement waits for Telegram.

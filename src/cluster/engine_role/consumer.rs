@@ -1,12 +1,13 @@
 //! The command consumer of an active engine: reads the command stream in
 //! order from the cursor on, hands each message to a handler — one at a time
 //! per chat (a player's commands apply in the order they were sent), up to
-//! `handling_max` at once overall — and moves the cursor past a message only
-//! once it and every message before it are fully handled: their effects
-//! durable (each command's reply waits for its group commit) and their
-//! replies acknowledged by the outbox. The cursor goes into the next group
-//! commit and heartbeat; a message at or above it may be handled again by a
-//! later engine, and then its keyed commands answer as they did.
+//! `handling_max` at once overall — and leaves its replies with
+//! [`Replies`]. The watermark is the last message before the first one
+//! still being handled (effects durable: each command's reply waits for its
+//! group commit); the cursor is where replies are out through, which
+//! follows the watermark. The cursor goes into the next group commit and
+//! heartbeat; a message above it may be handled again by a later engine,
+//! and then its keyed commands answer as they did.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use wire::subjects::COMMAND_STREAM;
 
 use super::handling::{Handling, Work};
+use super::replies::Replies;
 use gateway::nats::Link;
 
 /// Pause before reading the stream again after it failed.
@@ -73,6 +75,7 @@ struct Lanes {
 /// The consumer's shared state.
 pub struct Consumer {
     pub watermark: Arc<Mutex<Watermark>>,
+    pub replies: Arc<Replies>,
     lanes: Arc<Mutex<Lanes>>,
     slots: Arc<Semaphore>,
     handling: Arc<Handling>,
@@ -86,6 +89,7 @@ impl Consumer {
     pub fn new(cursor: u64, handling_max: usize, handling: Arc<Handling>) -> Self {
         Self {
             watermark: Arc::new(Mutex::new(Watermark::from(cursor))),
+            replies: Arc::new(Replies::new(cursor)),
             lanes: Arc::default(),
             slots: Arc::new(Semaphore::new(handling_max.max(1))),
             handling,
@@ -99,16 +103,16 @@ impl Consumer {
         *self.replaced.lock().unwrap_or_else(PoisonError::into_inner) = Some(replaced);
     }
 
-    /// The cursor now.
+    /// The cursor now: every message up to it is handled, its replies out.
     #[must_use]
     pub fn cursor(&self) -> u64 {
-        self.watermark.lock().unwrap_or_else(PoisonError::into_inner).cursor()
+        self.replies.published()
     }
 
-    /// Messages being handled now.
+    /// Messages being handled now, or handled with replies not yet out.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.watermark.lock().unwrap_or_else(PoisonError::into_inner).in_flight()
+        self.watermark.lock().unwrap_or_else(PoisonError::into_inner).in_flight() + self.replies.pending()
     }
 
     /// Reads the stream after the cursor until `stop` turns true (or the
@@ -190,16 +194,22 @@ impl Consumer {
             }
             lanes.waiting.insert(work.lane, VecDeque::new());
         }
-        let (lanes, watermark, handling) =
-            (Arc::clone(&self.lanes), Arc::clone(&self.watermark), Arc::clone(&self.handling));
+        let (lanes, watermark, handling, replies) = (
+            Arc::clone(&self.lanes),
+            Arc::clone(&self.watermark),
+            Arc::clone(&self.handling),
+            Arc::clone(&self.replies),
+        );
         actix::spawn(async move {
             let lane = work.lane;
             let mut next = Some(work);
-            while let Some(work) = next.take() {
+            while let Some(mut work) = next.take() {
                 let seq = work.seq;
+                let slot = work.slot.take();
                 // Not finished (its replies could not be published): it stays
                 // before the cursor, for the next engine to handle again.
-                if handling.handle(work).await {
+                if let Some(finished) = handling.handle(work).await {
+                    replies.handled(seq, finished.calls, finished.out, slot);
                     watermark.lock().unwrap_or_else(PoisonError::into_inner).done(seq);
                 }
                 let mut lanes = lanes.lock().unwrap_or_else(PoisonError::into_inner);

@@ -1,10 +1,11 @@
 //! Handling one command-stream message in an active engine: a Telegram
 //! update runs through the same update handler as in one process, its Bot
-//! API calls collected and published to the outbox as one message once the
-//! update is handled (its effects are durable by then); a play message runs
-//! through the bot and its answer goes back to the gateway that waits for
-//! it. The bot is keyed by the message, so a message handled a second time
-//! (after a takeover) applies nothing twice.
+//! API calls collected for the outbox once the update is handled (its
+//! effects are durable by then); a play message runs through the bot and
+//! its answer goes back to the gateway that waits for it. The bot is keyed
+//! by the message, so a message handled a second time (after a takeover)
+//! applies nothing twice, and its replies go out singly under the id its
+//! first handling may have used, so they go out once.
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use teloxide_core::types::{Update, UpdateKind};
 use tokio::sync::OwnedSemaphorePermit;
 use wire::command::PlayAnswer;
 use wire::subjects::{COMMAND_PLAY, COMMAND_UPDATE, REPLY_TO_HEADER};
+use wire::update::TextMessage;
 use wire::{Outgoing, PlayCommand, PlayPlayer, Reply};
 
 use super::super::RoleStatus;
@@ -32,6 +34,8 @@ const REPLY_ATTEMPTS_MAX: u32 = 100;
 
 /// What one message asks.
 enum Ask {
+    /// A plain text message, read by the fast path.
+    Text(TextMessage),
     Update(Box<Update>),
     Play {
         command: PlayCommand,
@@ -47,8 +51,14 @@ pub struct Work {
     /// Messages of one lane (a chat, a player) are handled one at a time.
     pub lane: i64,
     ask: Ask,
-    /// Its place among the messages handled at once.
-    _slot: OwnedSemaphorePermit,
+    /// Its place among the messages handled at once (kept until its replies are out).
+    pub slot: Option<OwnedSemaphorePermit>,
+}
+
+/// A message handled: the calls to make, or that they went out already.
+pub struct Finished {
+    pub calls: Vec<Outgoing>,
+    pub out: bool,
 }
 
 impl Work {
@@ -56,9 +66,12 @@ impl Work {
     #[must_use]
     pub fn new(seq: u64, message: &jetstream::Message, slot: OwnedSemaphorePermit) -> Self {
         let ask = match message.subject.as_str() {
-            COMMAND_UPDATE => match serde_json::from_slice::<Update>(&message.payload) {
-                Ok(update) => Ask::Update(Box::new(update)),
-                Err(error) => Ask::Unreadable(format!("update: {error}")),
+            COMMAND_UPDATE => match TextMessage::parse(&message.payload) {
+                Some(text) => Ask::Text(text),
+                None => match serde_json::from_slice::<Update>(&message.payload) {
+                    Ok(update) => Ask::Update(Box::new(update)),
+                    Err(error) => Ask::Unreadable(format!("update: {error}")),
+                },
             },
             COMMAND_PLAY => match serde_json::from_slice::<PlayCommand>(&message.payload) {
                 Ok(command) => {
@@ -74,6 +87,7 @@ impl Work {
             other => Ask::Unreadable(format!("unknown subject {other}")),
         };
         let lane = match &ask {
+            Ask::Text(text) => text.chat_id,
             Ask::Update(update) => update_lane(update),
             Ask::Play { command, .. } => match &command.player {
                 PlayPlayer::Local { name } => local_player_id(name).0,
@@ -81,7 +95,7 @@ impl Work {
             },
             Ask::Unreadable(_) => 0,
         };
-        Self { seq, lane, ask, _slot: slot }
+        Self { seq, lane, ask, slot: Some(slot) }
     }
 }
 
@@ -112,16 +126,22 @@ pub struct Handling {
 }
 
 impl Handling {
-    /// Handles `work`; `false` when its replies could not be published (it
-    /// is left for the next engine).
-    pub async fn handle(&self, work: Work) -> bool {
+    /// Handles `work`; `None` when it was handled before (after a
+    /// takeover) and its replies could not be published again (it is left
+    /// for the next engine).
+    pub async fn handle(&self, work: Work) -> Option<Finished> {
         let replay = work.seq <= self.replay_through;
         let bot = self.handler.bot().for_message(work.seq, replay);
         let done = match work.ask {
+            Ask::Text(text) => {
+                let out = Collected::new(self.publisher.clone(), work.seq);
+                self.handler.handle_text_message_with(&bot, text, &out).await;
+                out.finish(replay).await
+            }
             Ask::Update(update) => {
                 let out = Collected::new(self.publisher.clone(), work.seq);
                 self.handler.handle_with(&bot, *update, &out).await;
-                out.publish().await
+                out.finish(replay).await
             }
             Ask::Play { command, reply_to } => {
                 let speaker = play_speaker(&command.player);
@@ -130,11 +150,11 @@ impl Handling {
                 if let Some(reply_to) = reply_to {
                     self.answer(reply_to, PlayAnswer { id: command.id, replies }).await;
                 }
-                true
+                Some(Finished { calls: Vec::new(), out: true })
             }
             Ask::Unreadable(why) => {
                 tracing::warn!(seq = work.seq, %why, "command skipped");
-                true
+                Some(Finished { calls: Vec::new(), out: true })
             }
         };
         self.status.commands.fetch_add(1, Ordering::Relaxed);
@@ -169,11 +189,17 @@ impl Collected {
         Self { publisher, seq, calls: RefCell::new(Vec::new()), immediate: AtomicU32::new(0) }
     }
 
-    /// Publishes the replies (id `r:{seq}`: a second handling's copy is a
-    /// duplicate the stream drops); whether the outbox took them.
-    async fn publish(self) -> bool {
+    /// The replies to batch; for a message handled before (`replay`), the
+    /// replies published singly with the id `r:{seq}` (an earlier holder
+    /// may have published them so, and then the stream drops this copy as
+    /// a duplicate) — `None` if the outbox did not take them.
+    async fn finish(self, replay: bool) -> Option<Finished> {
         let calls = self.calls.into_inner();
-        self.publisher.publish(&format!("r:{}", self.seq), &calls, REPLY_ATTEMPTS_MAX).await
+        if !replay {
+            return Some(Finished { calls, out: false });
+        }
+        let published = self.publisher.publish(&format!("r:{}", self.seq), &calls, REPLY_ATTEMPTS_MAX).await;
+        published.then_some(Finished { calls: Vec::new(), out: true })
     }
 }
 
