@@ -261,14 +261,24 @@ impl Bot {
                 | BotCommand::Alerts
                 | BotCommand::News
         );
-        let mut reply = self.run_one(speaker, parsed).await;
+        // An order goes to the market first thing: its review can follow
+        // it into the same market batch and group commit (the queue keeps
+        // their order) instead of waiting for its confirmation.
+        let places = matches!(parsed, BotCommand::Trade { .. } | BotCommand::Stop { .. });
+        let (mut reply, announcements) = if places {
+            let (reply, (_, announcements)) = futures_util::join!(self.run_one(speaker, parsed), self.review(speaker));
+            (reply, announcements)
+        } else {
+            let reply = self.run_one(speaker, parsed).await;
+            let announcements = if reviews { self.review(speaker).await.1 } else { Vec::new() };
+            (reply, announcements)
+        };
         if view && reply.kind == ReplyKind::Receipt {
             reply.kind = ReplyKind::View;
         }
         if reviews {
             // Level-ups and achievements ride on the reply itself (after
             // its first line, so a trade reply still starts with its verb).
-            let (_, announcements) = self.review(speaker).await;
             for announcement in announcements {
                 reply.kind = ReplyKind::Receipt;
                 reply.text.push_str("\n\n");

@@ -1,10 +1,12 @@
 //! `Scoreboard`: the players' standings on the boards, written behind.
 //! After each action the bot records the player's standing here and moves
-//! on; one writer task at a time puts everything recorded so far on the
-//! coordinator's boards in a handful of batched calls (on Redis: two round
-//! trips, whatever the number of players), the latest standing of a player
-//! winning. A read of a board first waits for what was recorded before it,
-//! so a player sees their own trade on `/top`.
+//! on; one writer task puts everything recorded so far on the coordinator's
+//! boards in a handful of batched calls (on Redis: two round trips,
+//! whatever the number of players), at most every `WRITE_INTERVAL_MS`, the
+//! latest standing of a player winning (a player trading four times in
+//! that time is written once). A read of a board first waits for what was
+//! recorded before it — the writer goes at once then — so a player sees
+//! their own trade on `/top`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use actors::domain::ids::PlayerId;
 use actors::ports::coordinator::{BoardScore, Coordinator};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use super::game::{board_key, day_open_key};
 use crate::telegram::command::TopBoard;
@@ -20,6 +22,8 @@ use crate::telegram::command::TopBoard;
 /// Standings waiting to be written at most; past it new ones are dropped
 /// (logged) until the writer catches up (the next action writes them again).
 pub const STANDINGS_PENDING_MAX: usize = 200_000;
+/// Shortest time between two writes while nobody waits to read a board.
+pub const WRITE_INTERVAL_MS: u64 = 200;
 /// Longest a board read waits for the writer (a coordinator that hangs must
 /// not hang `/top`; the read then shows what the board has).
 const SETTLE_WAIT_MAX_MS: u64 = 2_000;
@@ -49,6 +53,8 @@ struct Shared {
     pending: Mutex<Pending>,
     /// The generation the writer has put on the boards.
     written: watch::Sender<u64>,
+    /// A reader waits: write now.
+    hurry: Notify,
 }
 
 /// The write-behind scoreboard of one bot. Cheap to clone.
@@ -62,7 +68,7 @@ impl Scoreboard {
     #[must_use]
     pub fn new(coordinator: Arc<dyn Coordinator>) -> Self {
         let (written, _) = watch::channel(0);
-        Self { shared: Arc::new(Shared { coordinator, pending: Mutex::default(), written }) }
+        Self { shared: Arc::new(Shared { coordinator, pending: Mutex::default(), written, hurry: Notify::new() }) }
     }
 
     /// Records `player`'s standing in each of `scopes` (`None`: the global
@@ -92,14 +98,26 @@ impl Scoreboard {
     pub async fn settled(&self) {
         let target = self.shared.pending.lock().unwrap_or_else(PoisonError::into_inner).recorded;
         let mut written = self.shared.written.subscribe();
+        if *written.borrow() < target {
+            self.shared.hurry.notify_one();
+        }
         let wait = written.wait_for(|generation| *generation >= target);
         let _ = tokio::time::timeout(Duration::from_millis(SETTLE_WAIT_MAX_MS), wait).await;
     }
 }
 
-/// The writer: takes what was recorded and writes it, until nothing is left.
+/// The writer: takes what was recorded and writes it, then again after a
+/// pause (cut short by a reader), until nothing is left.
 async fn write_all(shared: Arc<Shared>) {
+    let mut first = true;
     loop {
+        if !std::mem::take(&mut first) {
+            let pause = tokio::time::sleep(Duration::from_millis(WRITE_INTERVAL_MS));
+            tokio::select! {
+                () = pause => {}
+                () = shared.hurry.notified() => {}
+            }
+        }
         let (standings, names, generation) = {
             let mut pending = shared.pending.lock().unwrap_or_else(PoisonError::into_inner);
             if pending.standings.is_empty() && pending.names.is_empty() {
