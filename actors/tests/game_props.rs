@@ -372,3 +372,25 @@ fn daily_bonus_once_per_local_day_around_midnight() {
     assert!(claims <= 3, "{claims} claims");
     check_log(&sim.log);
 }
+
+#[test]
+fn small_orders_add_up_to_trading_xp() {
+    let xp_events = |sim: &Sim| -> Vec<u64> {
+        sim.log
+            .iter()
+            .filter_map(|stamped| match &stamped.event {
+                Event::Game { change: GameChange::Xp { gained, .. }, .. } => Some(gained.trade),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut sim = Sim::new();
+    sim.step(&Op::Open { player: 3 });
+    // T0 trades near 20: three shares are worth about 60, under a point's 100.
+    sim.step(&Op::Trade { player: 3, asset: 0, buy: true, qty: 3, kind: 0 });
+    sim.step(&Op::Review { player: 3 });
+    assert_eq!(xp_events(&sim), Vec::<u64>::new(), "too little for a point: nothing counted yet");
+    sim.step(&Op::Trade { player: 3, asset: 0, buy: false, qty: 3, kind: 0 });
+    sim.step(&Op::Review { player: 3 });
+    assert_eq!(xp_events(&sim), vec![1], "two small orders together earn the point");
+}

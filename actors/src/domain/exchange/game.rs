@@ -100,7 +100,8 @@ impl Exchange {
     }
 
     /// Grants XP for trading and profit since the last review (daily caps
-    /// apply), then the achievements the player now meets, each once.
+    /// apply; amounts worth less than a point wait for more), then the
+    /// achievements the player now meets, each once.
     ///
     /// # Errors
     /// `NoAccount`.
@@ -119,7 +120,12 @@ impl Exchange {
             trade: progression.xp_for_trade(value_new, today.trade_xp),
             profit: progression.xp_for_profit(pnl_new, today.profit_xp),
         };
-        if value_new != Decimal::ZERO || pnl_new != Decimal::ZERO {
+        // Value and profit too small to earn a point even on a fresh day
+        // stay uncounted and add up with what comes next: a point per
+        // `trade_value_per_xp` traded, however it was split into orders
+        // (and no event for every small order).
+        let earns = progression.xp_for_trade(value_new, 0) > 0 || progression.xp_for_profit(pnl_new, 0) > 0;
+        if earns {
             let value_counted = account.traded_value;
             let utc_day = local_day(at_ms, daily::UtcOffset::UTC);
             let change = GameChange::Xp { gained, day, utc_day, at_ms, value_counted, pnl_counted };
