@@ -16,7 +16,6 @@ use actors::metrics::EngineMetrics;
 use actors::ports::NullNotifier;
 
 pub mod crowd;
-pub mod http1;
 pub mod target;
 
 use crowd::{Clients, Crowd};

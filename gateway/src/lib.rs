@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod batch;
 pub mod http;
+pub mod http1;
 pub mod nats;
 pub mod polling;
 pub mod sender;

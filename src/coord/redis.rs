@@ -106,11 +106,20 @@ impl std::fmt::Debug for RedisCoordinator {
 
 #[derive(Clone)]
 struct Scripts {
+    mark: Script,
     rate: Script,
     unlock: Script,
     rank: Script,
     board_move: Script,
 }
+
+/// Marks every key for ARGV[1] ms (one command for a whole batch).
+const MARK_LUA: &str = r"
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, '1', 'PX', ARGV[1])
+end
+return #KEYS
+";
 
 /// Counts one action in the key's window, starting the window on its first
 /// action. Returns `{count, window ms left}`.
@@ -166,6 +175,7 @@ impl RedisCoordinator {
         let connection = client.connect();
         wait_connected(&client, &mut errors, options).await;
         let scripts = Scripts {
+            mark: Script::from_lua(MARK_LUA),
             rate: Script::from_lua(RATE_LUA),
             unlock: Script::from_lua(UNLOCK_LUA),
             rank: Script::from_lua(RANK_LUA),
@@ -319,14 +329,12 @@ impl Coordinator for RedisCoordinator {
             if keys.is_empty() {
                 return Ok(());
             }
-            let pipeline = inner.client.pipeline();
-            for key in keys {
-                let () = pipeline
-                    .set(key, 1, Some(Expiration::PX(px(ttl_ms))), None, false)
-                    .await
-                    .map_err(|e| unavailable("redis SET", &e))?;
-            }
-            let _: Vec<Value> = pipeline.all().await.map_err(|e| unavailable("redis SET", &e))?;
+            let _: i64 = inner
+                .scripts
+                .mark
+                .evalsha_with_reload(&inner.client, keys, px(ttl_ms))
+                .await
+                .map_err(|e| unavailable("redis mark", &e))?;
             Ok(())
         })
     }

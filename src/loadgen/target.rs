@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
-use super::http1::{self, Client};
 use super::{LoadReport, LoadgenArgs, LoadgenError};
+use gateway::http1::{self, Client};
 
 /// Longest wait for one reply before the player moves on (counted as lost).
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,7 +172,7 @@ impl Player {
         let headers: Vec<(&str, &str)> =
             secret.as_deref().map(|secret| vec![("X-Telegram-Bot-Api-Secret-Token", secret)]).unwrap_or_default();
         let posted = self.client.post(WEBHOOK_PATH, &headers, update.as_bytes());
-        actix::clock::timeout(POST_TIMEOUT, posted).await.ok()?.ok()
+        actix::clock::timeout(POST_TIMEOUT, posted).await.ok()?.ok().map(|answer| answer.status)
     }
 }
 

@@ -25,13 +25,35 @@ const INVOICE_TITLE_CHARS_MAX: usize = 32;
 const INVOICE_DESCRIPTION_CHARS_MAX: usize = 255;
 
 /// The Bot API methods called as plain JSON posts: their URLs (with the
-/// token), built once, and the bot's HTTP client.
+/// token), built once, and the bot's HTTP client — or, for a Bot API
+/// server reached over plain HTTP without a proxy (a local
+/// `telegram-bot-api`, a test double), a pool of lean keep-alive
+/// connections to it (`crate::http1`), which cost a fraction of reqwest's CPU.
 pub(super) struct JsonCalls {
     client: reqwest::Client,
+    lean: Option<crate::http1::Pool>,
     send_message: reqwest::Url,
     edit_message_text: reqwest::Url,
     answer_callback_query: reqwest::Url,
     answer_pre_checkout_query: reqwest::Url,
+}
+
+/// Longest a lean call waits for its answer.
+const LEAN_TIMEOUT_MS: u64 = 30_000;
+/// Lean connections kept open while unused.
+const LEAN_IDLE_MAX: usize = 512;
+
+/// The address of a plain-HTTP Bot API server that no proxy setting
+/// applies to; `None` when calls must go through reqwest.
+fn lean_address(url: &reqwest::Url) -> Option<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs as _;
+    let proxied =
+        ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"].iter().any(|name| std::env::var_os(name).is_some());
+    if url.scheme() != "http" || proxied {
+        return None;
+    }
+    let host = url.host_str()?;
+    (host, url.port_or_known_default()?).to_socket_addrs().ok()?.next()
 }
 
 impl JsonCalls {
@@ -45,8 +67,10 @@ impl JsonCalls {
             }
             url
         };
+        let lean = lean_address(&bot.api_url()).map(|address| crate::http1::Pool::new(address, LEAN_IDLE_MAX));
         Arc::new(Self {
             client: bot.client().clone(),
+            lean,
             send_message: url("sendMessage"),
             edit_message_text: url("editMessageText"),
             answer_callback_query: url("answerCallbackQuery"),
@@ -58,14 +82,27 @@ impl JsonCalls {
     /// as teloxide would report it.
     async fn post(&self, url: &reqwest::Url, body: &impl Serialize) -> Result<(), RequestError> {
         let body = serde_json::to_vec(body).map_err(|source| invalid_json(source, ""))?;
-        let response = self
-            .client
-            .post(url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await?;
-        let bytes = response.bytes().await?;
+        let bytes = match &self.lean {
+            Some(pool) => {
+                let posted = pool.post(url.path(), &body);
+                let answer = tokio::time::timeout(Duration::from_millis(LEAN_TIMEOUT_MS), posted)
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))
+                    .and_then(|answer| answer)
+                    .map_err(|error| RequestError::Io(Arc::new(error)))?;
+                bytes::Bytes::from(answer.body)
+            }
+            None => {
+                let response = self
+                    .client
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                response.bytes().await?
+            }
+        };
         let answer: Answer =
             serde_json::from_slice(&bytes).map_err(|source| invalid_json(source, &String::from_utf8_lossy(&bytes)))?;
         if answer.ok {

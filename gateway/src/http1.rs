@@ -1,12 +1,14 @@
-//! The load generator's own HTTP/1.1, as lean as the protocol allows: a
-//! keep-alive client connection that posts a body and reads the status
-//! (the response body is read and dropped), and a server loop that hands
-//! each request's method path and body to a function and writes its JSON
-//! answer. A load generator should spend its CPU on load, not on itself:
-//! on a shared 2-core machine every microsecond here is one the server
-//! under test does not get. Only what a Bot API client and a webhook
-//! server send is understood: `Content-Length` or chunked bodies,
-//! keep-alive, `Connection: close`.
+//! Plain HTTP/1.1, as lean as the protocol allows, for the hot paths that
+//! talk to a known peer on a trusted network: a keep-alive client
+//! connection that posts a JSON body and reads the answer, a small pool of
+//! them, and a server loop that hands each request's path and body to a
+//! function and writes its JSON answer. The sender uses the pool for a
+//! Bot API server reached over plain HTTP (a local `telegram-bot-api`, as
+//! large bots run, or a test double); the load generator uses all of it
+//! (a load generator should spend its CPU on load, not on itself). Only
+//! what these peers send is understood: `Content-Length` or chunked
+//! bodies, keep-alive, `Connection: close`. No TLS, no proxies: anything
+//! else goes through reqwest.
 
 use std::io;
 use std::net::SocketAddr;
@@ -133,6 +135,13 @@ impl Wire {
     }
 }
 
+/// An answer: its status and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
 /// A keep-alive client connection to one server; reconnects when the
 /// server closed it.
 pub struct Client {
@@ -149,11 +158,11 @@ impl Client {
     }
 
     /// POSTs `body` (JSON) to `path` with `headers` (each `Name: value`);
-    /// the response's status.
+    /// the response's status and body.
     ///
     /// # Errors
     /// The connection failed or the answer is not HTTP.
-    pub async fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<u16> {
+    pub async fn post(&mut self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> io::Result<Answer> {
         let wire = match &mut self.wire {
             Some(wire) => wire,
             empty => {
@@ -179,23 +188,54 @@ impl Client {
         let answer = async {
             wire.stream.write_all(&request).await?;
             let head = wire.head().await?;
-            wire.body(&head).await?;
-            let status =
+            let body = wire.body(&head).await?;
+            let status: u16 =
                 head.first_line.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| bad("status"))?;
-            Ok::<_, io::Error>((status, head.close))
+            Ok::<_, io::Error>((Answer { status, body }, head.close))
         };
         match answer.await {
-            Ok((status, close)) => {
+            Ok((answer, close)) => {
                 if close {
                     self.wire = None;
                 }
-                Ok(status)
+                Ok(answer)
             }
             Err(error) => {
                 self.wire = None;
                 Err(error)
             }
         }
+    }
+}
+
+/// Connections kept open to one server, each carrying one request at a time.
+pub struct Pool {
+    address: SocketAddr,
+    idle: std::sync::Mutex<Vec<Client>>,
+    idle_max: usize,
+}
+
+impl Pool {
+    /// A pool for the server at `address`, keeping at most `idle_max`
+    /// connections open while unused.
+    #[must_use]
+    pub fn new(address: SocketAddr, idle_max: usize) -> Self {
+        Self { address, idle: std::sync::Mutex::new(Vec::new()), idle_max }
+    }
+
+    /// [`Client::post`] on an idle connection, or a new one.
+    ///
+    /// # Errors
+    /// As `Client::post`.
+    pub async fn post(&self, path: &str, body: &[u8]) -> io::Result<Answer> {
+        let idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let mut client = idle.unwrap_or_else(|| Client::new(self.address));
+        let answer = client.post(path, &[], body).await?;
+        let mut idle = self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if idle.len() < self.idle_max {
+            idle.push(client);
+        }
+        Ok(answer)
     }
 }
 
@@ -244,8 +284,14 @@ mod tests {
                 let mut client = Client::new(address);
                 for round in 0..3 {
                     let body = vec![b'x'; round * 1000];
-                    assert_eq!(client.post("/a/b", &[("X-Test", "1")], &body).await.unwrap(), 200);
+                    let answer = client.post("/a/b", &[("X-Test", "1")], &body).await.unwrap();
+                    assert_eq!(answer.status, 200);
+                    assert_eq!(answer.body, format!(r#"{{"path":"/a/b","len":{}}}"#, round * 1000).into_bytes());
                 }
+                let pool = Pool::new(address, 2);
+                let answers = futures_util::future::join_all((0..5).map(|_| pool.post("/p", b"{}"))).await;
+                assert!(answers.iter().all(|answer| answer.as_ref().is_ok_and(|answer| answer.status == 200)));
+                assert!(pool.idle.lock().unwrap().len() <= 2);
             })
             .await;
     }
