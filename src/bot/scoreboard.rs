@@ -23,7 +23,7 @@ use crate::telegram::command::TopBoard;
 /// (logged) until the writer catches up (the next action writes them again).
 pub const STANDINGS_PENDING_MAX: usize = 200_000;
 /// Shortest time between two writes while nobody waits to read a board.
-pub const WRITE_INTERVAL_MS: u64 = 200;
+pub const WRITE_INTERVAL_MS: u64 = 1_000;
 /// Longest a board read waits for the writer (a coordinator that hangs must
 /// not hang `/top`; the read then shows what the board has).
 const SETTLE_WAIT_MAX_MS: u64 = 2_000;
