@@ -21,7 +21,7 @@ use common::fake_telegram::{Call, FakeTelegram};
 use common::proxy::Proxy;
 use fred::prelude::{ClientLike, LuaInterface, SortedSetsInterface};
 use stockbot::telegram::reply::Reply;
-use stockbot::telegram::sender::budget::{Grant, LocalBudget, RedisBudget, RedisBudgetOptions, Scope, SendBudget};
+use stockbot::telegram::sender::budget::{Ask, Grant, LocalBudget, RedisBudget, RedisBudgetOptions, Scope, SendBudget};
 use stockbot::telegram::sender::{Outgoing, RateLimits, SendError, SenderHandle, make_bot, start_sender_with_budget};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -221,13 +221,16 @@ fn a_403_seen_by_one_sender_stops_the_other_writing_to_that_chat() {
     assert_eq!(metric(&b.metrics().failed), 2);
     assert_eq!(rig.fake.calls_of("sendMessage").iter().filter(|c| c.chat_id() == Some(31)).count(), 1);
     assert_eq!(b.send(text(31, "m2")), Err(SendError::Blocked));
-    // The user writes to the bot again, through the other sender's gateway.
+    // The user writes to the bot again; the other sender's gateway replies.
     rig.fake.unblock_chat(31);
-    b.unblock(31);
-    wait_until("the mark is lifted", || !rig.runtime.block_on(budget_b.is_blocked(31, Instant::now())));
-    // The first sender's own memory of the 403 is short-lived on a shared budget.
-    wait_until("the first sender writes again", || a.send(text(31, "welcome back")).is_ok());
+    b.send_reply(text(31, "welcome back")).unwrap();
     assert_eq!(rig.fake.wait_for_messages(31, 1, WAIT)[0].text(), Some("welcome back"));
+    wait_until("the mark is lifted for every sender", || {
+        !rig.runtime.block_on(budget_b.is_blocked(31, Instant::now()))
+    });
+    // The first sender's own memory of the 403 is short-lived on a shared budget.
+    wait_until("the first sender writes again", || a.send(text(31, "and again")).is_ok());
+    rig.fake.wait_for_messages(31, 2, WAIT);
 }
 
 #[test]
@@ -305,7 +308,7 @@ fn shape(grant: Grant, now: Instant) -> (&'static str, Option<Duration>) {
 /// The same calls on `budget` give the same answers, whichever budget it is.
 async fn budget_contract(budget: &dyn SendBudget) {
     let now = Instant::now();
-    let grants = budget.try_take(vec![1, 1, -5, -5, -5, 2], now).await;
+    let grants = budget.try_take([1, 1, -5, -5, -5, 2].map(Ask::from).to_vec(), now).await;
     assert!(!grants.local, "answered by the budget itself");
     let shapes: Vec<_> = grants.grants.iter().map(|grant| shape(*grant, now)).collect();
     let kinds: Vec<_> = shapes.iter().map(|(kind, _)| *kind).collect();
@@ -326,10 +329,13 @@ async fn budget_contract(budget: &dyn SendBudget) {
     budget.mark_blocked(7, now).await;
     assert!(budget.is_blocked(7, Instant::now()).await);
     let later = Instant::now();
-    let grants = budget.try_take(vec![7, 8], later).await.grants;
+    let grants = budget.try_take(vec![Ask::from(7), Ask::from(8)], later).await.grants;
     assert_eq!(grants[0], Grant::Blocked);
     assert!(matches!(shape(grants[1], later), ("wait global", Some(a)) if a > Duration::from_secs(20)));
-    budget.unblock(7).await;
+    // A reply to the chat (it just wrote to the bot) lifts its mark.
+    let replying = Ask { chat: 7, replying: true };
+    let grants = budget.try_take(vec![replying], Instant::now()).await.grants;
+    assert!(matches!(grants[0], Grant::Wait { scope: Scope::Global, .. }), "frozen, no longer blocked: {grants:?}");
     assert!(!budget.is_blocked(7, Instant::now()).await);
 }
 

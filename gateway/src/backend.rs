@@ -49,8 +49,6 @@ pub struct Inbound {
     pub update_id: u32,
     /// A kind the bot handles (message, button press, checkout).
     pub handled: bool,
-    /// The private chat a message comes from.
-    pub private_chat: Option<i64>,
 }
 
 /// The game behind the HTTP front.

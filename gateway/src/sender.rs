@@ -46,7 +46,8 @@ pub const ATTEMPTS_MAX: u32 = 5;
 /// Most 429 answers one message may get before it is given up.
 pub const RETRY_AFTER_MAX: u32 = 10;
 /// How long a chat that blocked the bot stays marked (messages to it are
-/// refused without asking Telegram) unless `SenderHandle::unblock` is called.
+/// refused without asking Telegram) unless a reply to it comes (the chat
+/// wrote to the bot again).
 pub const BLOCKED_TTL_MS: u64 = 300_000;
 /// Most chats remembered as blocked.
 pub const BLOCKED_CHATS_MAX: usize = 100_000;
@@ -150,32 +151,48 @@ impl SenderHandle {
     /// # Errors
     /// The message was not queued; see `SendError`.
     pub fn send(&self, message: Outgoing) -> Result<(), SendError> {
-        if self.shared.stopped.load(Ordering::Acquire) {
-            return Err(SendError::Closed);
-        }
-        let (lane, job) = Job::prepare(message);
-        self.shared.lock().push(lane, job, Instant::now())?;
-        self.shared.wake.notify_one();
-        Ok(())
+        self.queue(message, false, None)
     }
 
-    /// [`Self::send`], and a future that resolves once the message is done
-    /// with: sent, or given up (a permanent error, attempts exhausted, its
-    /// chat blocked the bot, the sender stopped). The outbox acknowledges a
-    /// message only then, so one that a dying gateway held goes to another.
+    /// [`Self::send`] for a reply to a message the chat just sent: the chat
+    /// writes to the bot, so a mark saying it blocked the bot (here or in
+    /// the shared budget) is lifted.
     ///
     /// # Errors
     /// The message was not queued; see `SendError`.
-    pub fn send_tracked(&self, message: Outgoing) -> Result<Delivery, SendError> {
+    pub fn send_reply(&self, message: Outgoing) -> Result<(), SendError> {
+        self.queue(message, true, None)
+    }
+
+    /// [`Self::send`] (or, `replying`, [`Self::send_reply`]), and a future
+    /// that resolves once the message is done with: sent, or given up (a
+    /// permanent error, attempts exhausted, its chat blocked the bot, the
+    /// sender stopped). The outbox acknowledges a message only then, so one
+    /// that a dying gateway held goes to another.
+    ///
+    /// # Errors
+    /// The message was not queued; see `SendError`.
+    pub fn send_tracked(&self, message: Outgoing, replying: bool) -> Result<Delivery, SendError> {
+        let (completion, done) = job::Completion::new();
+        self.queue(message, replying, Some(completion))?;
+        Ok(Delivery(done))
+    }
+
+    fn queue(
+        &self,
+        message: Outgoing,
+        replying: bool,
+        completion: Option<Arc<job::Completion>>,
+    ) -> Result<(), SendError> {
         if self.shared.stopped.load(Ordering::Acquire) {
             return Err(SendError::Closed);
         }
         let (lane, mut job) = Job::prepare(message);
-        let (completion, done) = job::Completion::new();
-        job.completion = Some(completion);
+        job.replying = replying;
+        job.completion = completion;
         self.shared.lock().push(lane, job, Instant::now())?;
         self.shared.wake.notify_one();
-        Ok(Delivery(done))
+        Ok(())
     }
 
     /// The sender's counters.
@@ -198,14 +215,6 @@ impl SenderHandle {
             }
             tokio::time::sleep(FLUSH_POLL_INTERVAL).await;
         }
-    }
-
-    /// Forgets that `chat_id` blocked the bot, here and in the send budget
-    /// (so every sender sharing it writes to the chat again). Call it when
-    /// the chat writes to the bot: the user has unblocked it.
-    pub fn unblock(&self, chat_id: i64) {
-        self.shared.lock().unblock(chat_id, std::time::Instant::now());
-        self.shared.wake.notify_one();
     }
 }
 

@@ -27,7 +27,7 @@ use tokio::sync::{broadcast, watch};
 use wire::command::update_msg_id;
 use wire::subjects::{
     COMMAND_STREAM, COMMAND_UPDATE, ENGINE_QUEUE, ENGINE_STATUS_SUBJECT, OUTBOX_BATCHES, OUTBOX_CONSUMER,
-    OUTBOX_SINGLES, OUTBOX_STREAM, PRICES_SUBJECT, QUERY_SUBJECT,
+    OUTBOX_NOTICES, OUTBOX_SINGLES, OUTBOX_STREAM, PRICES_SUBJECT, QUERY_SUBJECT,
 };
 use wire::{Answer, Query};
 
@@ -292,7 +292,9 @@ async fn prune_outbox(link: &Link, last_batch: u64) -> Result<(), String> {
     let acknowledged =
         stream.consumer_info(OUTBOX_CONSUMER).await.map_err(|e| e.to_string())?.ack_floor.stream_sequence;
     let below = acknowledged.saturating_add(1);
-    stream.purge().filter(OUTBOX_SINGLES).sequence(below).await.map_err(|e| e.to_string())?;
+    for subject in [OUTBOX_SINGLES, OUTBOX_NOTICES] {
+        stream.purge().filter(subject).sequence(below).await.map_err(|e| e.to_string())?;
+    }
     if last_batch > 0 {
         stream.purge().filter(OUTBOX_BATCHES).sequence(below.min(last_batch)).await.map_err(|e| e.to_string())?;
     }

@@ -5,9 +5,9 @@
 //! never publish after its successor opened its chain, and the successor
 //! reads from the last batch where to go on. Calls that cannot wait for a
 //! batch (a reply held up behind a slow command, a command handled again
-//! after a takeover, fills and alerts, button answers) go out singly
-//! ([`OutboxPublisher`]), each with an id of what it is about, so one
-//! published again is dropped as a duplicate. [`NatsNotifier`] is the
+//! after a takeover; fills, alerts and button answers on a subject of their
+//! own) go out singly ([`OutboxPublisher`]), each with an id of what it is
+//! about, so one published again is dropped as a duplicate. [`NatsNotifier`] is the
 //! engine's `Notifier` on top of the singles.
 
 use std::sync::Arc;
@@ -16,12 +16,13 @@ use std::time::Duration;
 use actors::domain::asset::Universe;
 use actors::domain::ids::PlayerId;
 use actors::ports::{Notice, Notifier};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use gateway::nats::Link;
 use tokio::sync::mpsc;
 use wire::Outgoing;
-use wire::subjects::{EPOCH_HEADER, OUTBOX_BATCHES, OUTBOX_SINGLES, OUTBOX_STREAM, THROUGH_HEADER};
+use wire::subjects::{EPOCH_HEADER, OUTBOX_BATCHES, OUTBOX_NOTICES, OUTBOX_STREAM, THROUGH_HEADER};
 
 use crate::telegram::sender::notice_reply;
 
@@ -43,10 +44,10 @@ impl OutboxPublisher {
         Self { link }
     }
 
-    /// Publishes `calls` as one message with id `id`, trying until the
-    /// stream acknowledges it or `attempts` are used up; returns whether it
-    /// was acknowledged.
-    pub async fn publish(&self, id: &str, calls: &[Outgoing], attempts: u32) -> bool {
+    /// Publishes `calls` on `subject` as one message with id `id`, trying
+    /// until the stream acknowledges it or `attempts` are used up; returns
+    /// whether it was acknowledged.
+    pub async fn publish(&self, subject: &'static str, id: &str, calls: &[Outgoing], attempts: u32) -> bool {
         if calls.is_empty() {
             return true;
         }
@@ -60,12 +61,15 @@ impl OutboxPublisher {
         for attempt in 1..=attempts.max(1) {
             let message = PublishMessage::build().payload(payload.clone()).message_id(id);
             let acknowledged = async {
-                let ack = self.link.jetstream.send_publish(OUTBOX_SINGLES, message).await.map_err(|e| e.to_string())?;
-                ack.await.map_err(|e| e.to_string())
+                let ack = self.link.jetstream.send_publish(subject, message).await?;
+                ack.await
             };
             match acknowledged.await {
                 Ok(_) => return true,
                 Err(error) => {
+                    if error.kind() == PublishErrorKind::StreamNotFound {
+                        self.link.restore_streams().await;
+                    }
                     tracing::warn!(%error, id, attempt, "outbox publish not acknowledged");
                     tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS * u64::from(attempt.min(20)))).await;
                 }
@@ -174,7 +178,7 @@ impl BatchChain {
                 self.last = ack.sequence;
                 Ok(())
             }
-            Err(error) if error.kind() == async_nats::jetstream::context::PublishErrorKind::WrongLastSequence => {
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
                 // A retry of this very batch that was stored after all?
                 match last_batch(&self.link).await {
                     Ok((last, last_through, epoch)) if epoch == self.epoch && last_through == through => {
@@ -185,7 +189,15 @@ impl BatchChain {
                     Err(error) => Err(ChainError::Unavailable(error)),
                 }
             }
-            Err(error) => Err(ChainError::Unavailable(error.to_string())),
+            Err(error) => {
+                if error.kind() == PublishErrorKind::StreamNotFound {
+                    // Made anew, empty: the chain's last batch is gone with
+                    // it, so the next publish finds the chain broken and this
+                    // engine hands over to one that opens a new chain.
+                    self.link.restore_streams().await;
+                }
+                Err(ChainError::Unavailable(error.to_string()))
+            }
         }
     }
 }
@@ -208,7 +220,7 @@ impl NatsNotifier {
             while let Some((id, call)) = notices.recv().await {
                 let publisher = publisher.clone();
                 tokio::spawn(async move {
-                    if !publisher.publish(&id, &[call], 50).await {
+                    if !publisher.publish(OUTBOX_NOTICES, &id, &[call], 50).await {
                         tracing::warn!(id, "notice not published");
                     }
                 });

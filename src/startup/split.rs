@@ -171,7 +171,7 @@ pub async fn build_gateway(settings: &Settings) -> Result<Application, StartupEr
     });
     let dedup = Arc::new(CoordinatorDedup::new(coordinator));
     let play_wait = Duration::from_millis(settings.cluster.play_wait_ms);
-    let backend = NatsBackend::start(link, &settings.instance_name(), dedup, sender.clone(), play_wait, extra_metrics)
+    let backend = NatsBackend::start(link, &settings.instance_name(), dedup, play_wait, extra_metrics)
         .await
         .map_err(|error| StartupError::Nats(error.to_string()))?;
     let state = front_state(settings, Arc::new(backend));

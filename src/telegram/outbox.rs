@@ -10,10 +10,9 @@ pub trait Outbox {
     /// Goes out at once, before the update's work (callback and checkout
     /// answers: they only stop a spinner or a checkout timer).
     fn send_now(&self, message: Outgoing);
-    /// Goes out with the update's replies.
+    /// Goes out with the update's replies (a reply also tells the sender
+    /// the chat has not blocked the bot: it just wrote to it).
     fn send(&self, message: Outgoing);
-    /// The chat wrote to the bot: it has not blocked it (any more).
-    fn unblock(&self, chat_id: i64);
 }
 
 impl Outbox for SenderHandle {
@@ -22,12 +21,8 @@ impl Outbox for SenderHandle {
     }
 
     fn send(&self, message: Outgoing) {
-        if let Err(error) = SenderHandle::send(self, message) {
+        if let Err(error) = SenderHandle::send_reply(self, message) {
             tracing::warn!(?error, "reply not queued");
         }
-    }
-
-    fn unblock(&self, chat_id: i64) {
-        SenderHandle::unblock(self, chat_id);
     }
 }

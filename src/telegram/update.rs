@@ -88,7 +88,7 @@ impl UpdateHandler {
             chat: (!message.private).then_some(message.chat_id),
             name: message.name.chars().take(SPEAKER_NAME_CHARS_MAX).collect(),
         };
-        handling.on_text(&speaker, message.chat_id, message.private, &message.text).instrument(span).await;
+        handling.on_text(&speaker, message.chat_id, &message.text).instrument(span).await;
     }
 
     /// Processes one update with this handler's bot.
@@ -108,28 +108,18 @@ impl<O: Outbox> Handling<'_, O> {
             return;
         }
         let Some(user) = message.from.as_ref().filter(|user| !user.is_bot) else { return };
-        let private = message.chat.is_private();
-        let speaker = Speaker { chat: (!private).then_some(chat_id), ..speaker_of(user) };
+        let speaker = Speaker { chat: (!message.chat.is_private()).then_some(chat_id), ..speaker_of(user) };
         if let Some(payment) = message.successful_payment() {
-            if private {
-                self.out.unblock(chat_id);
-            }
             self.on_payment(&speaker, chat_id, payment).await;
             return;
         }
-        match message.text() {
-            Some(text) => self.on_text(&speaker, chat_id, private, text).await,
-            None if private => self.out.unblock(chat_id),
-            None => {}
+        if let Some(text) = message.text() {
+            self.on_text(&speaker, chat_id, text).await;
         }
     }
 
     /// A text from `speaker` in `chat_id`: the command path's replies.
-    async fn on_text(&self, speaker: &Speaker, chat_id: i64, private: bool, text: &str) {
-        if private {
-            // Writing to the bot means it is not blocked (any more).
-            self.out.unblock(chat_id);
-        }
+    async fn on_text(&self, speaker: &Speaker, chat_id: i64, text: &str) {
         for reply in self.bot.handle_text(speaker, text).await {
             self.send_reply(chat_id, reply);
         }

@@ -22,10 +22,13 @@ pub const OUTBOX_SUBJECTS: &str = "stockbot.out.>";
 /// subject's last message is the publisher's own last (an engine that lost
 /// its lease cannot publish after its successor's first).
 pub const OUTBOX_BATCHES: &str = "stockbot.out.batch";
-/// Calls published one by one, each with a message id of what it is about
-/// (the replies of one command-stream message, a fill, an alert), so one
-/// published again is dropped as a duplicate.
+/// The replies of one command-stream message published on their own (held
+/// back by a slow message, or handled again after a takeover), with the
+/// message id `r:<seq>`, so one published again is dropped as a duplicate.
 pub const OUTBOX_SINGLES: &str = "stockbot.out.single";
+/// Calls that answer nothing the chat sent — fills of resting orders,
+/// alerts — and button answers, each with a message id of what it is about.
+pub const OUTBOX_NOTICES: &str = "stockbot.out.notice";
 /// On an [`OUTBOX_BATCHES`] message: every command-stream message up to
 /// this sequence is handled and its replies are out (in this batch, an
 /// earlier one or a single).

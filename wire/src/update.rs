@@ -1,29 +1,23 @@
 //! What the hot paths read of a Telegram update without building the whole
 //! `Update` (teloxide's types are complete, and slow to parse): a gateway
-//! needs the id, whether the bot handles the kind at all and whether it
-//! comes from a private chat ([`UpdateHead`]); the engine reads a plain
-//! text message from a person — the bulk of all traffic — in one pass
-//! ([`TextMessage`]) and leaves everything else to the complete types.
+//! needs the id and whether the bot handles the kind at all
+//! ([`UpdateHead`]); the engine reads a plain text message from a person —
+//! the bulk of all traffic — in one pass ([`TextMessage`]) and leaves
+//! everything else to the complete types.
 
 use serde::Deserialize;
 use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 
 /// The head of an update, as a gateway reads it.
 #[derive(Debug, Deserialize)]
-pub struct UpdateHead<'a> {
+pub struct UpdateHead {
     pub update_id: u32,
-    #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
+    #[serde(default)]
+    message: Option<IgnoredAny>,
     #[serde(default)]
     callback_query: Option<IgnoredAny>,
     #[serde(default)]
     pre_checkout_query: Option<IgnoredAny>,
-}
-
-#[derive(Deserialize)]
-struct ChatOf {
-    chat: Chat,
 }
 
 #[derive(Deserialize)]
@@ -33,12 +27,12 @@ struct Chat {
     kind: String,
 }
 
-impl<'a> UpdateHead<'a> {
+impl UpdateHead {
     /// Reads the head of `json`.
     ///
     /// # Errors
     /// Not JSON, or no `update_id` that fits 32 bits (the Bot API's own bound).
-    pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+    pub fn parse(json: &[u8]) -> Result<Self, serde_json::Error> {
         // An object, as the complete types take it (serde would also read
         // the fields from an array).
         if json.trim_ascii_start().first() != Some(&b'{') {
@@ -52,13 +46,6 @@ impl<'a> UpdateHead<'a> {
     #[must_use]
     pub fn handled(&self) -> bool {
         self.message.is_some() || self.callback_query.is_some() || self.pre_checkout_query.is_some()
-    }
-
-    /// The private chat a message comes from, if it does.
-    #[must_use]
-    pub fn private_chat(&self) -> Option<i64> {
-        let message: ChatOf = serde_json::from_str(self.message?.get()).ok()?;
-        (message.chat.kind == "private").then_some(message.chat.id)
     }
 }
 
@@ -146,11 +133,9 @@ mod tests {
         "text":"/buy ACME 1","entities":[{"type":"bot_command","offset":0,"length":4}]}}"#;
 
     #[test]
-    fn a_head_knows_the_kind_and_the_private_chat() {
+    fn a_head_knows_the_id_and_whether_the_kind_is_handled() {
         let head = UpdateHead::parse(TEXT.as_bytes()).unwrap();
-        assert_eq!((head.update_id, head.handled(), head.private_chat()), (7, true, Some(42)));
-        let group = TEXT.replace(r#""type":"private""#, r#""type":"group""#);
-        assert_eq!(UpdateHead::parse(group.as_bytes()).unwrap().private_chat(), None);
+        assert_eq!((head.update_id, head.handled()), (7, true));
         let member = r#"{"update_id":8,"my_chat_member":{"chat":{"id":1}}}"#;
         let head = UpdateHead::parse(member.as_bytes()).unwrap();
         assert!(!head.handled());

@@ -26,7 +26,7 @@ pub async fn webhook(state: web::Data<AppState>, request: HttpRequest, body: web
         return HttpResponse::Unauthorized().json(ErrorBody::new("wrong or missing secret token"));
     }
     let update = match UpdateHead::parse(&body) {
-        Ok(head) => Inbound { update_id: head.update_id, handled: head.handled(), private_chat: head.private_chat() },
+        Ok(head) => Inbound { update_id: head.update_id, handled: head.handled() },
         Err(error) => return HttpResponse::BadRequest().json(ErrorBody::new(&format!("malformed update: {error}"))),
     };
     match state.backend.submit_update(update, body).await {

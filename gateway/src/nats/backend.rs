@@ -26,7 +26,6 @@ use wire::{Answer, EngineStatus, PlayCommand, Query, Reply};
 use super::link::Link;
 use crate::backend::{Backend, Inbound, LocalBoxFuture, PlayFailure, Readiness, Refused};
 use crate::http::stream::STREAM_BACKLOG_MAX;
-use crate::sender::SenderHandle;
 
 /// Longest one read waits for the active engine before asking again.
 const QUERY_ATTEMPT_TIMEOUT_MS: u64 = 2_000;
@@ -59,7 +58,6 @@ pub struct GatewayMetrics {
 pub struct NatsBackend {
     link: Link,
     dedup: Arc<dyn UpdateDedup>,
-    sender: Option<SenderHandle>,
     /// This gateway's play answers come back under this subject prefix.
     answers_subject: String,
     waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Vec<Reply>>>>>,
@@ -81,7 +79,6 @@ impl NatsBackend {
         link: Link,
         token: &str,
         dedup: Arc<dyn UpdateDedup>,
-        sender: Option<SenderHandle>,
         play_wait: Duration,
         extra_metrics: Arc<dyn Fn() -> String + Send + Sync>,
     ) -> Result<Self, async_nats::SubscribeError> {
@@ -126,7 +123,6 @@ impl NatsBackend {
         Ok(Self {
             link,
             dedup,
-            sender,
             answers_subject,
             waiting,
             engine,
@@ -154,16 +150,24 @@ async fn publish_acknowledged(
 ) -> Result<(), String> {
     loop {
         let attempt = async {
-            let ack = link.jetstream.send_publish(subject, message()).await.map_err(|e| e.to_string())?;
-            ack.await.map_err(|e| e.to_string())
+            let ack = link.jetstream.send_publish(subject, message()).await?;
+            ack.await
         };
         match attempt.await {
             Ok(_) => return Ok(()),
+            // JetStream lost the stream (NATS came back without its store): make it again.
+            Err(error)
+                if error.kind() == async_nats::jetstream::context::PublishErrorKind::StreamNotFound
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                link.restore_streams().await;
+                tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
+            }
             Err(error) if tokio::time::Instant::now() + Duration::from_millis(RETRY_PAUSE_MS) < deadline => {
                 tracing::debug!(%error, subject, "publish not acknowledged; again");
                 tokio::time::sleep(Duration::from_millis(RETRY_PAUSE_MS)).await;
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.to_string()),
         }
     }
 }
@@ -171,7 +175,6 @@ async fn publish_acknowledged(
 impl Backend for NatsBackend {
     fn submit_update(&self, update: Inbound, payload: Bytes) -> LocalBoxFuture<Result<(), Refused>> {
         let (link, dedup, metrics) = (self.link.clone(), Arc::clone(&self.dedup), Arc::clone(&self.metrics));
-        let sender = self.sender.clone();
         Box::pin(async move {
             let update_id = i64::from(update.update_id);
             if !update.handled {
@@ -181,10 +184,6 @@ impl Backend for NatsBackend {
             if dedup.seen(update_id).await {
                 metrics.updates_duplicate.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
-            }
-            if let (Some(chat), Some(sender)) = (update.private_chat, sender.as_ref()) {
-                // Writing to the bot means it is not blocked (any more).
-                sender.unblock(chat);
             }
             let id = update_msg_id(update_id);
             let message = || Publish::build().payload(payload.clone()).message_id(&id);

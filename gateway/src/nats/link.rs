@@ -46,6 +46,9 @@ pub struct Link {
     /// Counts the connections made after the first (a reconnection): a
     /// consumer reads anew at once instead of waiting out missed heartbeats.
     reconnections: tokio::sync::watch::Receiver<u64>,
+    /// The bounds the streams were made with, to make them again if
+    /// JetStream lost them (its store gone).
+    limits: std::sync::Arc<std::sync::Mutex<Option<StreamLimits>>>,
 }
 
 impl Link {
@@ -89,7 +92,7 @@ impl Link {
                         .build(client.clone());
                     let mut reconnections = reconnections.clone();
                     reconnections.mark_unchanged();
-                    return Ok(Self { client, jetstream, reconnections });
+                    return Ok(Self { client, jetstream, reconnections, limits: std::sync::Arc::default() });
                 }
                 Err(error) if tokio::time::Instant::now() + delay < deadline => {
                     tracing::warn!(%error, "NATS not reachable yet; retrying");
@@ -116,11 +119,42 @@ impl Link {
         self.client.connection_state() == async_nats::connection::State::Connected
     }
 
+    /// Makes the streams again with the bounds `ensure_streams` was given,
+    /// after JetStream answered that one is gone (NATS came back without
+    /// its store): a process that finds a stream missing restores it at
+    /// once instead of waiting for the next one to start. Whether they are
+    /// in place.
+    pub async fn restore_streams(&self) -> bool {
+        let limits = *self.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(limits) = limits else { return false };
+        match self.ensure_streams(limits).await {
+            Ok(()) => {
+                tracing::warn!("a JetStream stream was gone: made anew");
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a JetStream stream is gone and could not be made anew");
+                false
+            }
+        }
+    }
+
+    /// Whether a stream lookup failed because JetStream has no such stream.
+    #[must_use]
+    pub fn is_missing(error: &jetstream::context::GetStreamError) -> bool {
+        matches!(
+            error.kind(),
+            jetstream::context::GetStreamErrorKind::JetStream(error)
+                if error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+        )
+    }
+
     /// Creates the streams, or brings their bounds up to date.
     ///
     /// # Errors
     /// JetStream off, or a stream it refuses.
     pub async fn ensure_streams(&self, limits: StreamLimits) -> Result<(), LinkError> {
+        *self.limits.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(limits);
         let commands = stream::Config {
             name: COMMAND_STREAM.to_owned(),
             subjects: vec![COMMAND_SUBJECTS.to_owned()],

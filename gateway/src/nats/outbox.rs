@@ -13,7 +13,7 @@ use async_nats::jetstream::consumer::{AckPolicy, pull};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
 use wire::Outgoing;
-use wire::subjects::{OUTBOX_CONSUMER, OUTBOX_STREAM};
+use wire::subjects::{OUTBOX_CONSUMER, OUTBOX_NOTICES, OUTBOX_STREAM};
 
 use super::link::Link;
 use crate::sender::{SendError, SenderHandle};
@@ -111,6 +111,8 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &Arc<OutboxMetrics>) 
             metrics.pending.store(info.pending, Ordering::Relaxed);
         }
         let mut deliveries = Vec::new();
+        // Replies answer what the chat just sent: it has not blocked the bot.
+        let replying = message.subject.as_str() != OUTBOX_NOTICES;
         match serde_json::from_slice::<Vec<Outgoing>>(&message.payload) {
             // A marker (a new engine's first batch): nothing to send.
             Ok(calls) if calls.is_empty() => {}
@@ -118,7 +120,7 @@ async fn pump(link: &Link, sender: &SenderHandle, metrics: &Arc<OutboxMetrics>) 
                 // Queued in the message's order (a chat's calls keep theirs);
                 // only the acknowledgement waits for Telegram.
                 for call in calls {
-                    deliveries.extend(deliver(sender, call, metrics).await);
+                    deliveries.extend(deliver(sender, call, replying, metrics).await);
                 }
             }
             Err(error) => {
@@ -158,9 +160,14 @@ async fn acknowledge_when_delivered(
 
 /// Queues one call, waiting while the sender's queue is full; its delivery,
 /// or `None` when it was dropped.
-async fn deliver(sender: &SenderHandle, call: Outgoing, metrics: &OutboxMetrics) -> Option<crate::sender::Delivery> {
+async fn deliver(
+    sender: &SenderHandle,
+    call: Outgoing,
+    replying: bool,
+    metrics: &OutboxMetrics,
+) -> Option<crate::sender::Delivery> {
     loop {
-        match sender.send_tracked(call.clone()) {
+        match sender.send_tracked(call.clone(), replying) {
             Ok(delivery) => {
                 metrics.calls.fetch_add(1, Ordering::Relaxed);
                 return Some(delivery);

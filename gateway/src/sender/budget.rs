@@ -25,6 +25,22 @@ pub const GROUP_SPAN_MS: u64 = 60_000;
 /// Span of the global and per-private-chat windows.
 pub const SECOND_MS: u64 = 1_000;
 
+/// One send asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ask {
+    pub chat: i64,
+    /// It answers a message the chat just sent: the chat writes to the bot,
+    /// so a mark saying it blocked the bot is stale and is lifted.
+    pub replying: bool,
+}
+
+impl From<i64> for Ask {
+    /// A send to the chat that answers nothing it sent (a notice).
+    fn from(chat: i64) -> Self {
+        Self { chat, replying: false }
+    }
+}
+
 /// The answer for one chat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
@@ -60,10 +76,11 @@ pub struct Grants {
 /// within a bounded time and never fails (a shared budget that cannot be
 /// reached answers from local state).
 pub trait SendBudget: Send + Sync + 'static {
-    /// Takes one send for each chat of `chats`, in order, atomically as a
-    /// whole: a chat is granted only if the global window, its own window
-    /// and the freeze all allow it, counting the grants before it.
-    fn try_take(&self, chats: Vec<i64>, now: Instant) -> BoxFuture<Grants>;
+    /// Takes one send for each of `asks`, in order, atomically as a whole:
+    /// a chat is granted only if the global window, its own window and the
+    /// freeze all allow it, counting the grants before it. A replying ask
+    /// first lifts its chat's blocked mark.
+    fn try_take(&self, asks: Vec<Ask>, now: Instant) -> BoxFuture<Grants>;
 
     /// Stops every send (of every sender sharing the budget) for `retry_after`.
     fn freeze(&self, retry_after: Duration, now: Instant) -> BoxFuture<()>;
@@ -76,9 +93,6 @@ pub trait SendBudget: Send + Sync + 'static {
 
     /// Whether `chat_id` is marked as having blocked the bot.
     fn is_blocked(&self, chat_id: i64, now: Instant) -> BoxFuture<bool>;
-
-    /// Forgets that `chat_id` blocked the bot (it wrote to the bot again).
-    fn unblock(&self, chat_id: i64) -> BoxFuture<()>;
 
     /// How long the sender may refuse messages to a chat it saw blocked
     /// without asking the budget again: the whole mark for a budget of its

@@ -106,6 +106,9 @@ pub(super) struct Job {
     pub(super) attempts: u32,
     /// 429 answers so far.
     pub(super) retries_429: u32,
+    /// It answers a message the chat just sent (the chat is not blocking
+    /// the bot, whatever an old mark says).
+    pub(super) replying: bool,
     /// Told when the job is done: dropped with its last copy, whether it
     /// was sent, given up or discarded.
     pub(super) completion: Option<Arc<Completion>>,
@@ -160,7 +163,7 @@ impl Job {
                 (Lane::Callback, Prepared::PreCheckout { pre_checkout_query_id, error })
             }
         };
-        (lane, Self { request, attempts: 0, retries_429: 0, completion: None })
+        (lane, Self { request, attempts: 0, retries_429: 0, replying: false, completion: None })
     }
 }
 

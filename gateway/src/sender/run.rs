@@ -1,7 +1,7 @@
 //! The scheduling task: wakes on new messages, timers and results, asks the
 //! budget for the chats whose turn has come (one batch out at a time, never
 //! awaited on the loop), spawns the requests, applies their outcomes, and
-//! passes freezes, blocked marks and unblocks on to the budget.
+//! passes freezes and blocked marks on to the budget.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use teloxide_core::Bot;
 use tokio::sync::{Notify, mpsc};
 
-use super::budget::{Grant, Scope, SendBudget};
+use super::budget::{Ask, Grant, Scope, SendBudget};
 use super::job::{Dispatch, Done, Lane, Outcome};
 use super::request::{JsonCalls, classify, execute};
 use super::scheduler::{Effect, Scheduler};
@@ -104,8 +104,11 @@ impl Spawner {
     fn grant(&self, batch: Vec<Dispatch>, now: Instant) {
         let this = self.clone();
         tokio::spawn(async move {
-            let chats = batch.iter().map(|d| if let Lane::Chat(chat) = d.lane { chat } else { 0 }).collect();
-            let grants = this.budget.try_take(chats, now).await;
+            let asks = batch
+                .iter()
+                .map(|d| Ask { chat: if let Lane::Chat(chat) = d.lane { chat } else { 0 }, replying: d.job.replying })
+                .collect();
+            let grants = this.budget.try_take(asks, now).await;
             let mut answers = grants.grants.into_iter();
             for dispatch in batch {
                 let outcome = match answers.next() {
@@ -138,7 +141,6 @@ impl Spawner {
                 budget.mark_blocked(chat_id, now)
             }
             Effect::Freeze(wait) => budget.freeze(wait, now),
-            Effect::Unblock(chat_id) => budget.unblock(chat_id),
         };
         tokio::spawn(shared);
     }
@@ -175,8 +177,6 @@ pub(super) async fn run(
             scheduler.take_effects(&mut effects);
             scheduler.next_wake(now)
         };
-        // Effects first: a budget that forgets a block at once must do so
-        // before it is asked for the chat.
         for effect in effects.drain(..) {
             spawner.effect(effect, on_blocked.as_ref());
         }

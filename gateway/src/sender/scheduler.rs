@@ -5,8 +5,10 @@
 //! the `ready` ring, the others in a timer heap; `dispatch` hands out
 //! callback answers first, then a batch of ready chats for the budget to
 //! grant (one batch out at a time), at most one request in flight per chat.
-//! What the budget must hear of (freezes, blocked chats, unblocks) is kept
-//! as `Effect`s for the scheduling task to pass on.
+//! What the budget must hear of (freezes, blocked chats) is kept as
+//! `Effect`s for the scheduling task to pass on. A reply to a chat (it just
+//! wrote to the bot) lifts the chat's blocked mark, here at once and in the
+//! budget with its grant.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -23,14 +25,7 @@ use super::{
 const BACKOFF_FIRST_MS: u64 = 500;
 const BACKOFF_MAX_MS: u64 = 30_000;
 const SWEEP_INTERVAL_MS: u64 = 5_000;
-/// How long after a chat wrote again the budget may still say it is
-/// blocked (the unblock is on its way), and how soon to ask again then.
-const UNBLOCK_SETTLE_MS: u64 = 2_000;
-const UNBLOCK_RETRY_MS: u64 = 50;
-/// Chats remembered as just unblocked at most.
-const UNBLOCKED_MAX: usize = 100_000;
-/// Most effects waiting for the scheduling task (unblocks past it are
-/// only applied locally).
+/// Most effects waiting for the scheduling task.
 const EFFECTS_MAX: usize = 4_096;
 
 /// Something the budget must hear of.
@@ -40,8 +35,6 @@ pub(super) enum Effect {
     Blocked(i64),
     /// Telegram answered 429: every sender waits this long.
     Freeze(Duration),
-    /// The chat wrote to the bot again: lift its mark.
-    Unblock(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,9 +79,6 @@ pub(super) struct Scheduler {
     /// Chats seen blocked, refused at `push` until then.
     blocked: HashMap<i64, Instant>,
     blocked_ttl: Duration,
-    /// Chats that wrote again, until when a "blocked" from the budget is
-    /// taken as the budget not having heard of it yet.
-    unblocked: HashMap<i64, Instant>,
     effects: Vec<Effect>,
     in_flight: usize,
     next_sweep: Instant,
@@ -111,7 +101,6 @@ impl Scheduler {
             granting: false,
             blocked: HashMap::new(),
             blocked_ttl,
-            unblocked: HashMap::new(),
             effects: Vec::new(),
             in_flight: 0,
             next_sweep: now + Duration::from_millis(SWEEP_INTERVAL_MS),
@@ -126,16 +115,6 @@ impl Scheduler {
 
     pub(super) fn is_idle(&self) -> bool {
         self.total == 0 && self.in_flight == 0
-    }
-
-    /// Forgets that `chat_id` blocked the bot, here and (as an effect) in
-    /// the budget; until the budget has heard, its "blocked" means "wait".
-    pub(super) fn unblock(&mut self, chat_id: i64, now: Instant) {
-        self.blocked.remove(&chat_id);
-        if self.unblocked.len() < UNBLOCKED_MAX {
-            self.unblocked.insert(chat_id, now + Duration::from_millis(UNBLOCK_SETTLE_MS));
-        }
-        self.effect(Effect::Unblock(chat_id));
     }
 
     fn effect(&mut self, effect: Effect) {
@@ -157,7 +136,8 @@ impl Scheduler {
             Lane::Callback => self.callbacks.push_back(job),
             Lane::Chat(chat_id) => {
                 if let Some(until) = self.blocked.get(&chat_id) {
-                    if *until > now {
+                    // A reply: the chat just wrote to the bot, so it is not blocked.
+                    if *until > now && !job.replying {
                         return Err(SendError::Blocked);
                     }
                     self.blocked.remove(&chat_id);
@@ -325,11 +305,6 @@ impl Scheduler {
                 self.effect(Effect::Blocked(chat_id));
                 return;
             }
-            Outcome::BlockedElsewhere if self.unblocked.get(&chat_id).is_some_and(|until| *until > now) => {
-                // The chat wrote again just now; the budget's mark is on its way out.
-                finished = false;
-                retry_at = Some(now + Duration::from_millis(UNBLOCK_RETRY_MS));
-            }
             Outcome::BlockedElsewhere => {
                 tracing::debug!(chat_id, "chat marked blocked in the send budget; dropping its queue");
                 self.metrics.blocked_elsewhere.fetch_add(1, Ordering::Relaxed);
@@ -410,7 +385,6 @@ impl Scheduler {
         self.set_total(self.total.saturating_sub(1 + dropped));
         if self.blocked.len() >= BLOCKED_CHATS_MAX {
             self.blocked.retain(|_, until| *until > now);
-            self.unblocked.retain(|_, until| *until > now);
         }
         if self.blocked.len() < BLOCKED_CHATS_MAX {
             self.blocked.insert(chat_id, now + self.blocked_ttl);
@@ -437,7 +411,6 @@ impl Scheduler {
         self.next_sweep = now + Duration::from_millis(SWEEP_INTERVAL_MS);
         self.chats.retain(|_, chat| chat.stage != Stage::Idle || !chat.queue.is_empty() || chat.not_before > now);
         self.blocked.retain(|_, until| *until > now);
-        self.unblocked.retain(|_, until| *until > now);
         // Stale timer entries of removed chats are skipped when popped; drop
         // them here too when the heap has grown well past the live chats.
         if self.timers.len() > 2 * self.chats.len() + 16 {

@@ -144,7 +144,17 @@ impl Consumer {
     async fn read_from(&self, link: &Link, start: u64) {
         let mut reconnected = link.reconnections();
         let messages = async {
-            let stream = link.jetstream.get_stream(COMMAND_STREAM).await.map_err(|e| e.to_string())?;
+            let stream = match link.jetstream.get_stream(COMMAND_STREAM).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    // Gone with NATS's store: made anew, this engine finds
+                    // it replaced on its next read and steps down.
+                    if Link::is_missing(&error) {
+                        link.restore_streams().await;
+                    }
+                    return Err(error.to_string());
+                }
+            };
             let config = OrderedConfig {
                 deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
                 ..Default::default()

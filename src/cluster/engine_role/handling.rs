@@ -17,7 +17,7 @@ use gateway::nats::Link;
 use teloxide_core::types::{Update, UpdateKind};
 use tokio::sync::OwnedSemaphorePermit;
 use wire::command::PlayAnswer;
-use wire::subjects::{COMMAND_PLAY, COMMAND_UPDATE, REPLY_TO_HEADER};
+use wire::subjects::{COMMAND_PLAY, COMMAND_UPDATE, OUTBOX_NOTICES, OUTBOX_SINGLES, REPLY_TO_HEADER};
 use wire::update::TextMessage;
 use wire::{Outgoing, PlayCommand, PlayPlayer, Reply};
 
@@ -198,7 +198,8 @@ impl Collected {
         if !replay {
             return Some(Finished { calls, out: false });
         }
-        let published = self.publisher.publish(&format!("r:{}", self.seq), &calls, REPLY_ATTEMPTS_MAX).await;
+        let published =
+            self.publisher.publish(OUTBOX_SINGLES, &format!("r:{}", self.seq), &calls, REPLY_ATTEMPTS_MAX).await;
         published.then_some(Finished { calls: Vec::new(), out: true })
     }
 }
@@ -208,15 +209,11 @@ impl Outbox for Collected {
         let id = format!("a:{}:{}", self.seq, self.immediate.fetch_add(1, Ordering::Relaxed));
         let publisher = self.publisher.clone();
         actix::spawn(async move {
-            publisher.publish(&id, &[message], 5).await;
+            publisher.publish(OUTBOX_NOTICES, &id, &[message], 5).await;
         });
     }
 
     fn send(&self, message: Outgoing) {
         self.calls.borrow_mut().push(message);
-    }
-
-    fn unblock(&self, _chat_id: i64) {
-        // The gateway that took the update unblocked the chat already.
     }
 }

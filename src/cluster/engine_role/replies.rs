@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use wire::Outgoing;
+use wire::subjects::OUTBOX_SINGLES;
 
 use super::consumer::Watermark;
 use crate::cluster::outbox::{BatchChain, ChainError, OutboxPublisher};
@@ -197,7 +198,7 @@ impl Replies {
                 }
             }
             for (seq, calls) in self.stragglers(Instant::now()) {
-                if !singles.publish(&format!("r:{seq}"), &calls, SINGLE_ATTEMPTS_MAX).await {
+                if !singles.publish(OUTBOX_SINGLES, &format!("r:{seq}"), &calls, SINGLE_ATTEMPTS_MAX).await {
                     self.give_back(seq, calls);
                 }
             }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::window::Window;
-use super::{BoxFuture, Grant, Grants, SECOND_MS, Scope, SendBudget, chat_limit, chat_span_ms};
+use super::{Ask, BoxFuture, Grant, Grants, SECOND_MS, Scope, SendBudget, chat_limit, chat_span_ms};
 use crate::sender::{BLOCKED_CHATS_MAX, BLOCKED_TTL_MS, RateLimits};
 
 /// How often windows that no longer count and expired marks are dropped.
@@ -49,11 +49,19 @@ impl LocalBudget {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `try_take` without the future.
-    pub fn take(&self, chats: &[i64], now: Instant) -> Vec<Grant> {
+    /// `try_take` without the future (a bare chat id asks for a notice).
+    pub fn take<A: Copy + Into<Ask>>(&self, asks: &[A], now: Instant) -> Vec<Grant> {
         let mut state = self.lock();
         state.sweep_if_due(now);
-        chats.iter().map(|&chat_id| state.take(&self.limits, chat_id, now)).collect()
+        asks.iter()
+            .map(|&ask| {
+                let ask: Ask = ask.into();
+                if ask.replying {
+                    state.blocked.remove(&ask.chat);
+                }
+                state.take(&self.limits, ask.chat, now)
+            })
+            .collect()
     }
 
     /// Counts a send granted elsewhere (by the shared budget), so that a
@@ -136,8 +144,8 @@ impl State {
 }
 
 impl SendBudget for LocalBudget {
-    fn try_take(&self, chats: Vec<i64>, now: Instant) -> BoxFuture<Grants> {
-        Box::pin(ready(Grants { grants: self.take(&chats, now), local: false }))
+    fn try_take(&self, asks: Vec<Ask>, now: Instant) -> BoxFuture<Grants> {
+        Box::pin(ready(Grants { grants: self.take(&asks, now), local: false }))
     }
 
     fn freeze(&self, retry_after: Duration, now: Instant) -> BoxFuture<()> {
@@ -156,11 +164,6 @@ impl SendBudget for LocalBudget {
 
     fn is_blocked(&self, chat_id: i64, now: Instant) -> BoxFuture<bool> {
         Box::pin(ready(self.blocked(chat_id, now)))
-    }
-
-    fn unblock(&self, chat_id: i64) -> BoxFuture<()> {
-        self.clear(chat_id);
-        Box::pin(ready(()))
     }
 }
 

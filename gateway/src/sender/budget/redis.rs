@@ -25,13 +25,13 @@ use fred::types::ConnectHandle;
 use fred::types::scripts::Script;
 
 use super::local::LocalBudget;
-use super::{BoxFuture, Grant, Grants, SECOND_MS, Scope, SendBudget, chat_limit, chat_span_ms};
-use crate::batch::{BatchFuture, Batcher};
+use super::{Ask, BoxFuture, Grant, Grants, SECOND_MS, Scope, SendBudget, chat_limit, chat_span_ms};
 use crate::sender::{BLOCKED_TTL_MS, RateLimits};
 
 /// Takes grants for a batch of chats. KEYS: global, freeze, seq, then the
 /// n chat windows, then the n blocked marks. ARGV: global limit, global
-/// span ms, n, then per chat its limit and span ms. Returns 2n integers:
+/// span ms, n, then per chat its limit, span ms and whether the send
+/// replies to the chat (1: its blocked mark is lifted). Returns 2n integers:
 /// per chat a kind (0 granted, 1 wait global, 2 wait chat, 3 blocked) and
 /// the wait in ms (for a grant: until the chat's window has room again,
 /// 0 if it has room now).
@@ -64,9 +64,12 @@ local function wait_of(key, span)
   return math.max(1, math.ceil(left / 1000))
 end
 for i = 1, n do
-  local limit, span = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+  local limit, span = tonumber(ARGV[1 + 3 * i]), tonumber(ARGV[2 + 3 * i])
   local chat, blocked = KEYS[3 + i], KEYS[3 + n + i]
-  if redis.call('EXISTS', blocked) == 1 then
+  if ARGV[3 + 3 * i] == '1' then
+    redis.call('DEL', blocked)
+  end
+  if ARGV[3 + 3 * i] ~= '1' and redis.call('EXISTS', blocked) == 1 then
     out[#out + 1] = 3; out[#out + 1] = 0
   elseif frozen > 0 then
     out[#out + 1] = 1; out[#out + 1] = frozen
@@ -136,16 +139,10 @@ impl Default for RedisBudgetOptions {
 /// user write again and lifted the mark).
 const BLOCKED_CACHE_SHARED_MS: u64 = 5_000;
 
-/// Most chats unblocked in one `DEL`.
-const UNBLOCK_BATCH_MAX: usize = 512;
-
 /// The send budget shared through Redis, with a local fallback. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisBudget {
     inner: Arc<Inner>,
-    /// Every private update unblocks its chat: those of concurrent updates
-    /// go to Redis together.
-    unblocks: Batcher<i64, ()>,
 }
 
 struct Inner {
@@ -213,18 +210,7 @@ impl RedisBudget {
             skip_until: Mutex::new(None),
             degraded: AtomicBool::new(false),
         };
-        let inner = Arc::new(inner);
-        let weak = Arc::downgrade(&inner);
-        let unblocks = Batcher::new(UNBLOCK_BATCH_MAX, move |chats: Vec<i64>| {
-            let inner = weak.upgrade();
-            Box::pin(async move {
-                if let Some(inner) = inner {
-                    inner.unblock(&chats).await;
-                }
-                vec![(); chats.len()]
-            }) as BatchFuture<()>
-        });
-        Ok(Self { inner, unblocks })
+        Ok(Self { inner: Arc::new(inner) })
     }
 }
 
@@ -284,30 +270,40 @@ impl Inner {
         }
     }
 
-    async fn take(&self, chats: Vec<i64>, now: Instant) -> Grants {
-        let n = chats.len();
+    async fn take(&self, asks: Vec<Ask>, now: Instant) -> Grants {
+        let n = asks.len();
         let mut keys = Vec::with_capacity(3 + 2 * n);
         keys.extend([self.key("global"), self.key("freeze"), self.key("seq")]);
-        keys.extend(chats.iter().map(|chat| self.key(&format!("chat:{chat}"))));
-        keys.extend(chats.iter().map(|chat| self.key(&format!("blocked:{chat}"))));
-        let mut args: Vec<i64> = Vec::with_capacity(3 + 2 * n);
+        keys.extend(asks.iter().map(|ask| self.key(&format!("chat:{}", ask.chat))));
+        keys.extend(asks.iter().map(|ask| self.key(&format!("blocked:{}", ask.chat))));
+        let mut args: Vec<i64> = Vec::with_capacity(3 + 3 * n);
         args.extend([i64::from(self.limits.global_per_sec.max(1)), ms_i64(SECOND_MS), i64::try_from(n).unwrap_or(0)]);
-        for &chat in &chats {
-            args.extend([i64::from(chat_limit(&self.limits, chat).max(1)), ms_i64(chat_span_ms(chat))]);
+        for ask in &asks {
+            let chat = ask.chat;
+            args.extend([
+                i64::from(chat_limit(&self.limits, chat).max(1)),
+                ms_i64(chat_span_ms(chat)),
+                i64::from(ask.replying),
+            ]);
         }
         let reply: Option<Vec<i64>> = self.call("take", self.take.evalsha_with_reload(&self.client, keys, args)).await;
         match reply.and_then(|reply| decode(&reply, n, Instant::now())) {
             Some(grants) => {
-                for (chat, grant) in chats.iter().zip(&grants) {
+                for (ask, grant) in asks.iter().zip(&grants) {
                     match grant {
-                        Grant::Granted { .. } => self.local.record(*chat, now),
-                        Grant::Blocked => self.local.mark(*chat, now),
+                        Grant::Granted { .. } => {
+                            if ask.replying {
+                                self.local.clear(ask.chat);
+                            }
+                            self.local.record(ask.chat, now);
+                        }
+                        Grant::Blocked => self.local.mark(ask.chat, now),
                         Grant::Wait { .. } => {}
                     }
                 }
                 Grants { grants, local: false }
             }
-            None => Grants { grants: self.local.take(&chats, now), local: true },
+            None => Grants { grants: self.local.take(&asks, now), local: true },
         }
     }
 
@@ -335,12 +331,6 @@ impl Inner {
         let found: Option<i64> =
             self.call("is_blocked", self.client.exists(self.key(&format!("blocked:{chat_id}")))).await;
         found.map_or_else(|| self.local.blocked(chat_id, now), |found| found > 0)
-    }
-
-    /// Lifts the shared marks of `chats` (their local ones are lifted already).
-    async fn unblock(&self, chats: &[i64]) {
-        let keys: Vec<String> = chats.iter().map(|chat_id| self.key(&format!("blocked:{chat_id}"))).collect();
-        let _: Option<i64> = self.call("unblock", self.client.del(keys)).await;
     }
 }
 
@@ -389,9 +379,9 @@ fn build(config: Config, options: RedisBudgetOptions) -> Builder {
 }
 
 impl SendBudget for RedisBudget {
-    fn try_take(&self, chats: Vec<i64>, now: Instant) -> BoxFuture<Grants> {
+    fn try_take(&self, asks: Vec<Ask>, now: Instant) -> BoxFuture<Grants> {
         let inner = Arc::clone(&self.inner);
-        Box::pin(async move { inner.take(chats, now).await })
+        Box::pin(async move { inner.take(asks, now).await })
     }
 
     fn freeze(&self, retry_after: Duration, now: Instant) -> BoxFuture<()> {
@@ -412,14 +402,6 @@ impl SendBudget for RedisBudget {
     fn is_blocked(&self, chat_id: i64, now: Instant) -> BoxFuture<bool> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move { inner.is_blocked(chat_id, now).await })
-    }
-
-    fn unblock(&self, chat_id: i64) -> BoxFuture<()> {
-        self.inner.local.clear(chat_id);
-        let unblocks = self.unblocks.clone();
-        Box::pin(async move {
-            let _ = unblocks.ask(chat_id).await;
-        })
     }
 
     fn blocked_cache_ms(&self) -> u64 {

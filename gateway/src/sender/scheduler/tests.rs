@@ -4,7 +4,7 @@
 use wire::{InvoiceSpec, Reply};
 
 use super::*;
-use crate::sender::budget::{Grant, LocalBudget};
+use crate::sender::budget::{Ask, Grant, LocalBudget};
 use crate::sender::job::Prepared;
 use crate::sender::{BLOCKED_TTL_MS, Outgoing, RateLimits};
 
@@ -38,8 +38,11 @@ fn push_text(rig: &mut Rig, chat_id: i64, body: &str, now: Instant) -> Result<()
 fn dispatch(rig: &mut Rig, now: Instant) -> Vec<Dispatch> {
     let (mut out, mut chats) = (Vec::new(), Vec::new());
     rig.s.dispatch(now, &mut out, &mut chats);
-    let ids: Vec<i64> = chats.iter().map(|d| if let Lane::Chat(chat) = d.lane { chat } else { 0 }).collect();
-    let grants = rig.budget.take(&ids, now);
+    let asks: Vec<Ask> = chats
+        .iter()
+        .map(|d| Ask { chat: if let Lane::Chat(chat) = d.lane { chat } else { 0 }, replying: d.job.replying })
+        .collect();
+    let grants = rig.budget.take(&asks, now);
     for (dispatch, grant) in chats.into_iter().zip(grants) {
         let outcome = match grant {
             Grant::Granted { next_at } => {
@@ -273,7 +276,7 @@ fn blocked_chat_is_reported_once_and_its_queue_dropped() {
     assert_eq!(r.s.metrics.failed.load(Ordering::Relaxed), 3);
     assert_eq!(push_text(&mut r, 9, "later", t0 + ms(20)), Err(SendError::Blocked));
     assert!(send_all_at(&mut r, t0 + ms(5_000)).is_empty());
-    // The mark expires (`SenderHandle::unblock` lifts it at once).
+    // The mark expires (a reply to the chat lifts it at once).
     assert_eq!(push_text(&mut r, 9, "back", t0 + ms(BLOCKED_TTL_MS + 10)), Ok(()));
 }
 
@@ -290,29 +293,13 @@ fn a_chat_blocked_in_the_budget_is_dropped_without_a_request() {
     assert_eq!(r.s.metrics.failed.load(Ordering::Relaxed), 2);
     assert!(effects(&mut r).is_empty(), "already marked: nothing to report");
     assert_eq!(push_text(&mut r, 5, "m2", t0), Err(SendError::Blocked));
-    r.s.unblock(5, t0);
-    assert_eq!(effects(&mut r), [Effect::Unblock(5)]);
+    // The chat writes to the bot again: the reply lifts the marks, here and in the budget.
+    let (lane, mut job) = text(5, "welcome back");
+    job.replying = true;
+    assert_eq!(r.s.push(lane, job, t0), Ok(()));
+    assert_eq!(send_all_at(&mut r, t0), ["welcome back"]);
+    assert!(!r.budget.blocked(5, t0));
     assert_eq!(push_text(&mut r, 5, "m3", t0), Ok(()));
-}
-
-#[test]
-fn a_chat_that_wrote_again_waits_for_the_budget_to_hear_it() {
-    let t0 = Instant::now();
-    let mut r = rig(RateLimits::default(), 100, t0);
-    r.budget.mark(6, t0);
-    r.s.unblock(6, t0);
-    push_text(&mut r, 6, "welcome back", t0).unwrap();
-    // The budget has not heard of the unblock yet: the message waits.
-    assert!(send_all_at(&mut r, t0).is_empty());
-    assert_eq!(r.s.total, 1);
-    assert_eq!(r.s.metrics.blocked_elsewhere.load(Ordering::Relaxed), 0);
-    r.budget.clear(6);
-    assert_eq!(send_all_at(&mut r, t0 + ms(UNBLOCK_RETRY_MS)), ["welcome back"]);
-    // Long after writing again, a mark in the budget is the chat's own again.
-    r.budget.mark(6, t0);
-    push_text(&mut r, 6, "later", t0 + ms(UNBLOCK_SETTLE_MS + 1)).unwrap();
-    assert!(send_all_at(&mut r, t0 + ms(UNBLOCK_SETTLE_MS + 1)).is_empty());
-    assert_eq!(r.s.metrics.blocked_elsewhere.load(Ordering::Relaxed), 1);
 }
 
 #[test]
