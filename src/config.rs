@@ -209,6 +209,10 @@ pub struct Settings {
     pub data_dir: PathBuf,
     #[serde(default = "default_bind")]
     pub bind: String,
+    /// HTTP worker threads (default: one per core). A gateway sharing a
+    /// small machine with its neighbours does better with fewer.
+    #[serde(default)]
+    pub http_workers: Option<usize>,
     #[serde(default, deserialize_with = "lenient_optional_string")]
     pub admins: Option<String>,
     #[serde(default)]
@@ -265,6 +269,7 @@ const CONVENTIONAL_ENV: &[(&str, &str)] = &[
     ("STOCKBOT_REDIS_PREFIX", "redis_prefix"),
     ("STOCKBOT_DATA_DIR", "data_dir"),
     ("STOCKBOT_BIND", "bind"),
+    ("STOCKBOT_HTTP_WORKERS", "http_workers"),
     ("STOCKBOT_ADMINS", "admins"),
     ("STOCKBOT_ADMIN_TOKEN", "admin_token"),
     ("STOCKBOT_PLAY", "play"),

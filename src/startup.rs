@@ -139,7 +139,7 @@ impl Application {
             prices,
         };
         let state = front_state(settings, Arc::new(backend));
-        let (address, server) = serve_http(settings, move |config| http::routes(config, &state))?;
+        let (address, server) = serve_http(settings, None, move |config| http::routes(config, &state))?;
         let flush = Duration::from_millis(settings.cluster.stop_flush_max_ms);
         Ok(Self { address, server, running: Running::Single { engine: Box::new(engine), front, flush }, sender })
     }
@@ -217,15 +217,31 @@ impl Application {
     }
 }
 
-/// Binds `settings.bind` and starts an HTTP server with `routes`.
-fn serve_http<F>(settings: &Settings, routes: F) -> Result<(SocketAddr, Server), StartupError>
+/// HTTP workers of a split role unless `STOCKBOT_HTTP_WORKERS` says otherwise:
+/// a gateway's requests are short hops to NATS and an engine's HTTP is only
+/// health, metrics and admin, so one worker thread serves them; more threads
+/// only add hand-offs between threads on a small machine. Scale a gateway out
+/// by adding instances.
+pub const SPLIT_HTTP_WORKERS: usize = 1;
+
+/// Binds `settings.bind` and starts an HTTP server with `routes`, on
+/// `settings.http_workers` workers, else `default_workers`, else one per core.
+fn serve_http<F>(
+    settings: &Settings,
+    default_workers: Option<usize>,
+    routes: F,
+) -> Result<(SocketAddr, Server), StartupError>
 where
     F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
 {
     let listener = TcpListener::bind(&settings.bind)
         .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
     let address = listener.local_addr().map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
-    let server = HttpServer::new(move || App::new().configure(routes.clone()))
+    let mut server = HttpServer::new(move || App::new().configure(routes.clone()));
+    if let Some(workers) = settings.http_workers.or(default_workers).filter(|workers| *workers > 0) {
+        server = server.workers(workers);
+    }
+    let server = server
         .listen(listener)
         .map_err(|source| StartupError::Bind { bind: address.to_string(), source })?
         .shutdown_timeout(10)

@@ -10,7 +10,8 @@
 # Environment: STOCKBOT_BIN (default target/release/stockbot), DATABASE_ADMIN
 # (default postgres://postgres@127.0.0.1:5432/postgres), REDIS_URL (default
 # redis://127.0.0.1:6379), NATS_SERVER (default nats-server on PATH or
-# /usr/sbin/nats-server), LOADGEN_ARGS (e.g. --timeline).
+# /usr/sbin/nats-server), LOADGEN_ARGS (e.g. --timeline), KEEP_LOGS (set:
+# keep the processes' logs).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=${1:-20}
@@ -29,14 +30,20 @@ cleanup() {
   redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" --scan --pattern "${STOCKBOT_REDIS_PREFIX}*" \
     | xargs -r -n 5000 redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}" del >/dev/null || true
   psql -q "$admin" -c "DROP DATABASE IF EXISTS $database" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  if [ -n "${KEEP_LOGS:-}" ]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+for port in 19001 19002 18081 18082 18090 $nats_port; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is taken: an earlier run still going? (pgrep -fa 'stockbot serve')" >&2
+    exit 1
+  fi
+done
 
 "$nats_bin" -a 127.0.0.1 -p $nats_port -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
 nats_pid=$!
 pids+=("$nats_pid")
-psql -q "$admin" -c "DROP DATABASE IF EXISTS $database" -c "CREATE DATABASE $database" >/dev/null
+psql -q "$admin" -c "CREATE DATABASE $database" >/dev/null
 export DATABASE_URL=${admin%/*}/$database
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 export STOCKBOT_REDIS_PREFIX="split-bench:$$:"
@@ -49,21 +56,21 @@ export STOCKBOT__LIMITS__PLAYER_COMMANDS_PER_WINDOW=1000000 STOCKBOT__LIMITS__CH
 export STOCKBOT__GAME__GATED=false RUST_LOG=${RUST_LOG:-warn}
 "$bin" migrate >/dev/null
 
-start() { # role instance port
-  STOCKBOT_ROLE=$1 STOCKBOT_INSTANCE=$2 STOCKBOT_BIND=127.0.0.1:$3 "$bin" serve >"$work/$2.log" 2>&1 &
+start() { # variable role instance port: starts one process, its pid in $variable
+  STOCKBOT_ROLE=$2 STOCKBOT_INSTANCE=$3 STOCKBOT_BIND=127.0.0.1:$4 "$bin" serve >"$work/$3.log" 2>&1 &
   pids+=("$!")
-  echo "$!"
+  printf -v "$1" '%s' "$!"
 }
 ready() { # port
   for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done
   echo "nothing ready on port $1" >&2
   return 1
 }
-engine_a=$(start engine engine-a 19001)
+start engine_a engine engine-a 19001
 ready 19001
-engine_b=$(start engine engine-b 19002)
-gateway_a=$(start gateway gateway-a 18081)
-gateway_b=$(start gateway gateway-b 18082)
+start engine_b engine engine-b 19002
+start gateway_a gateway gateway-a 18081
+start gateway_b gateway gateway-b 18082
 ready 18081
 ready 18082
 

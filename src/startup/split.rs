@@ -12,7 +12,7 @@ use gateway::nats::backend::UpdateDedup;
 use gateway::nats::{Link, NatsBackend, StreamLimits};
 use tokio::sync::watch;
 
-use super::{Application, Running, StartupError, front_state, open_coordinator, serve_http};
+use super::{Application, Running, SPLIT_HTTP_WORKERS, StartupError, front_state, open_coordinator, serve_http};
 use crate::cluster::RoleStatus;
 use crate::cluster::all_mode::{AllModeDuty, SwitchBackend};
 use crate::cluster::election::Election;
@@ -115,7 +115,7 @@ pub async fn build_elected_all(settings: &Settings) -> Result<Application, Start
     let (prices, _) = tokio::sync::broadcast::channel(STREAM_BACKLOG_MAX);
     let switch = SwitchBackend::new(Arc::clone(&status), prices);
     let state = front_state(settings, Arc::clone(&switch) as Arc<dyn gateway::backend::Backend>);
-    let (address, server) = serve_http(settings, move |config| http::routes(config, &state))?;
+    let (address, server) = serve_http(settings, None, move |config| http::routes(config, &state))?;
     let duty = AllModeDuty::new(settings.clone(), telegram_client, coordinator, switch);
     let running = elect(settings, url, status, duty).await;
     Ok(Application { address, server, running, sender })
@@ -141,7 +141,8 @@ pub async fn build_engine(settings: &Settings) -> Result<Application, StartupErr
     let engine_metrics = Arc::clone(&duty.current);
     switch.set(Some(Arc::new(EngineMetricsBackend { engine: engine_metrics })));
     let state = front_state(settings, Arc::clone(&switch) as Arc<dyn gateway::backend::Backend>);
-    let (address, server) = serve_http(settings, move |config| http::engine_routes(config, &state))?;
+    let (address, server) =
+        serve_http(settings, Some(SPLIT_HTTP_WORKERS), move |config| http::engine_routes(config, &state))?;
     let running = elect(settings, url, status, duty).await;
     Ok(Application { address, server, running, sender: None })
 }
@@ -175,7 +176,7 @@ pub async fn build_gateway(settings: &Settings) -> Result<Application, StartupEr
         .await
         .map_err(|error| StartupError::Nats(error.to_string()))?;
     let state = front_state(settings, Arc::new(backend));
-    let (address, server) = serve_http(settings, move |config| http::routes(config, &state))?;
+    let (address, server) = serve_http(settings, Some(SPLIT_HTTP_WORKERS), move |config| http::routes(config, &state))?;
     Ok(Application { address, server, running: Running::Gateway { stop, pump, outbox }, sender })
 }
 

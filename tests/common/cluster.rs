@@ -276,3 +276,34 @@ impl Cluster {
         }
     }
 }
+
+/// The keys under `prefix` are removed (SCAN inside one script: no `KEYS`
+/// over the whole server); what the processes left behind must not pile up
+/// in the shared Redis from run to run.
+fn delete_redis_keys(prefix: &str) {
+    use fred::prelude::{ClientLike, LuaInterface};
+    const DELETE_LUA: &str = "local cursor, n = '0', 0 \
+        repeat local page = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 10000) \
+        cursor = page[1] for _, key in ipairs(page[2]) do redis.call('UNLINK', key) n = n + 1 end \
+        until cursor == '0' return n";
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let Ok(config) = fred::prelude::Config::from_url("redis://127.0.0.1:6379") else { return };
+        let Ok(client) = fred::prelude::Builder::from_config(config).build() else { return };
+        if client.init().await.is_ok() {
+            let _: Result<i64, _> = client.eval(DELETE_LUA, Vec::<String>::new(), format!("{prefix}*")).await;
+            let _ = client.quit().await;
+        }
+    });
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for server in self.engines.iter_mut().chain(self.gateways.iter_mut()) {
+            if let Some(server) = server.take() {
+                server.kill();
+            }
+        }
+        delete_redis_keys(&self.redis_prefix);
+    }
+}

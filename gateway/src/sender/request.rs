@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use teloxide_core::payloads::{EditMessageMediaSetters, SendInvoiceSetters, SendPhotoSetters};
-use teloxide_core::requests::Requester;
+use teloxide_core::requests::{Request, Requester};
 use teloxide_core::types::{
     ChatId, InlineKeyboardMarkup, InputMedia, InputMediaPhoto, LabeledPrice, MessageId, ParseMode, ResponseParameters,
 };
@@ -92,15 +92,20 @@ impl JsonCalls {
                     .map_err(|error| RequestError::Io(Arc::new(error)))?;
                 bytes::Bytes::from(answer.body)
             }
+            // Boxed: reqwest's future is kilobytes, and every send task
+            // would carry (and move) that much even on the lean path.
             None => {
-                let response = self
-                    .client
-                    .post(url.clone())
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await?;
-                response.bytes().await?
+                Box::pin(async {
+                    let response = self
+                        .client
+                        .post(url.clone())
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body)
+                        .send()
+                        .await?;
+                    response.bytes().await
+                })
+                .await?
             }
         };
         let answer: Answer =
@@ -182,7 +187,7 @@ pub(super) async fn execute(bot: &Bot, json: &JsonCalls, request: &Prepared) -> 
             if let Some(markup) = markup {
                 call = call.reply_markup(markup.clone());
             }
-            call.await.map(drop)
+            Box::pin(call.send()).await.map(drop)
         }
         Prepared::Edit { chat_id, message_id, text, markup } => {
             let body = EditMessageText {
@@ -200,7 +205,7 @@ pub(super) async fn execute(bot: &Bot, json: &JsonCalls, request: &Prepared) -> 
             if let Some(markup) = markup {
                 call = call.reply_markup(markup.clone());
             }
-            call.await.map(drop)
+            Box::pin(call.send()).await.map(drop)
         }
         Prepared::Answer { callback_query_id, text } => {
             let body = AnswerCallbackQuery { callback_query_id, text: text.as_deref() };
@@ -210,11 +215,11 @@ pub(super) async fn execute(bot: &Bot, json: &JsonCalls, request: &Prepared) -> 
             let title: String = invoice.title.chars().take(INVOICE_TITLE_CHARS_MAX).collect();
             let description: String = invoice.description.chars().take(INVOICE_DESCRIPTION_CHARS_MAX).collect();
             let price = LabeledPrice::new(title.clone(), invoice.stars);
-            bot.send_invoice(ChatId(*chat_id), title, description, invoice.payload.clone(), STARS_CURRENCY, [price])
+            let call = bot
+                .send_invoice(ChatId(*chat_id), title, description, invoice.payload.clone(), STARS_CURRENCY, [price])
                 // Telegram Stars take no payment provider: its token is empty.
-                .provider_token("")
-                .await
-                .map(drop)
+                .provider_token("");
+            Box::pin(call.send()).await.map(drop)
         }
         Prepared::PreCheckout { pre_checkout_query_id, error } => {
             let body =
