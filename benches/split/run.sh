@@ -11,7 +11,8 @@
 # (default postgres://postgres@127.0.0.1:5432/postgres), REDIS_URL (default
 # redis://127.0.0.1:6379), NATS_SERVER (default nats-server on PATH or
 # /usr/sbin/nats-server), LOADGEN_ARGS (e.g. --timeline), KEEP_LOGS (set:
-# keep the processes' logs).
+# keep the processes' logs), WEBHOOK_BURST (N: drive only the first
+# gateway's webhook with N connections, without a Bot API).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=${1:-20}
@@ -88,8 +89,15 @@ names=(engine_a engine_b gateway_a gateway_b nats_pid redis_pid)
 for name in "${names[@]}"; do before[$name]=$(ticks "${!name}"); done
 postgres_before=$(postgres_ticks)
 
-report=$("$bin" loadgen --target http://127.0.0.1:18081,http://127.0.0.1:18082 \
-  --bot-api-bind 127.0.0.1:18090 --seconds "$seconds" --players "$players" ${LOADGEN_ARGS:-} 2>&1)
+if [ -n "${WEBHOOK_BURST:-}" ]; then
+  # Only the webhook of the first gateway, WEBHOOK_BURST connections each
+  # with one update in flight, counting its answers (no Bot API: replies wait).
+  report=$("$bin" loadgen --target http://127.0.0.1:18081 --concurrency "$WEBHOOK_BURST" \
+    --seconds "$seconds" --players "$players" ${LOADGEN_ARGS:-} 2>&1)
+else
+  report=$("$bin" loadgen --target http://127.0.0.1:18081,http://127.0.0.1:18082 \
+    --bot-api-bind 127.0.0.1:18090 --seconds "$seconds" --players "$players" ${LOADGEN_ARGS:-} 2>&1)
+fi
 echo "$report"
 trades=$(echo "$report" | sed -n 's/^confirmed trades: \([0-9]*\).*/\1/p')
 hz=$(getconf CLK_TCK)
