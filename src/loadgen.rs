@@ -48,6 +48,12 @@ pub struct LoadReport {
     pub confirmed_trades: u64,
     pub rejected: u64,
     pub busy: u64,
+    /// Of `busy`: posts that got no answer at all (connection lost, timeout).
+    pub unanswered: u64,
+    /// Of `rejected`: accepted updates whose reply never came in time.
+    pub reply_timeouts: u64,
+    /// A reply that confirmed nothing, as an example of what `rejected` saw.
+    pub odd_reply: Option<String>,
     pub elapsed: Duration,
     /// Latencies of confirmed trades, microseconds, sorted.
     pub latencies_us: Vec<u32>,
@@ -116,6 +122,11 @@ impl LoadReport {
                 report.confirmed_trades += part.confirmed_trades;
                 report.rejected += part.rejected;
                 report.busy += part.busy;
+                report.unanswered += part.unanswered;
+                report.reply_timeouts += part.reply_timeouts;
+                if report.odd_reply.is_none() {
+                    report.odd_reply = part.odd_reply;
+                }
                 report.latencies_us.extend(part.latencies_us);
                 report.confirmed_at_ms.extend(part.confirmed_at_ms);
             }
@@ -139,8 +150,22 @@ impl LoadReport {
         } else {
             String::new()
         };
+        let mut causes = String::new();
+        if self.unanswered > 0 {
+            causes
+                .push_str(&format!("of the refused, unanswered (connection lost or timed out): {}\n", self.unanswered));
+        }
+        if self.reply_timeouts > 0 {
+            causes.push_str(&format!("of the rejected, no reply in time: {}\n", self.reply_timeouts));
+        }
+        if let Some(reply) = &self.odd_reply {
+            causes.push_str(&format!(
+                "a reply that confirmed nothing: {:?}\n",
+                reply.chars().take(120).collect::<String>()
+            ));
+        }
         format!(
-            "{seconds}{}confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\nelapsed: {:.2} s\n\
+            "{seconds}{}confirmed trades: {}\nrejected (player mistakes): {}\nrefused busy/unavailable: {}\n{causes}elapsed: {:.2} s\n\
              latency p50 {:.2} ms · p90 {:.2} ms · p99 {:.2} ms · max {:.2} ms\n\
              trades_per_sec={:.0} p50_ms={:.2} p99_ms={:.2}",
             if self.note.is_empty() { String::new() } else { format!("{}\n", self.note) },

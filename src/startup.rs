@@ -7,7 +7,7 @@
 
 mod split;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -234,8 +234,9 @@ fn serve_http<F>(
 where
     F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
 {
-    let listener = TcpListener::bind(&settings.bind)
-        .map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
+    let bind_error = |source| StartupError::Bind { bind: settings.bind.clone(), source };
+    let addresses = settings.bind.to_socket_addrs().map_err(bind_error)?;
+    let listener = gateway::http1::listen(addresses).and_then(|listener| listener.into_std()).map_err(bind_error)?;
     let address = listener.local_addr().map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
     let mut server = HttpServer::new(move || App::new().configure(routes.clone()));
     if let Some(workers) = settings.http_workers.or(default_workers).filter(|workers| *workers > 0) {

@@ -41,7 +41,7 @@ for port in 19001 19002 18081 18082 18090 $nats_port; do
   fi
 done
 
-"$nats_bin" -a 127.0.0.1 -p $nats_port -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
+"$nats_bin" -a 127.0.0.1 -p $nats_port -m $((nats_port + 1)) -js -sd "$work/nats" >"$work/nats.log" 2>&1 &
 nats_pid=$!
 pids+=("$nats_pid")
 psql -q "$admin" -c "CREATE DATABASE $database" >/dev/null
@@ -99,6 +99,10 @@ else
     --bot-api-bind 127.0.0.1:18090 --seconds "$seconds" --players "$players" ${LOADGEN_ARGS:-} 2>&1)
 fi
 echo "$report"
+if [ -n "${KEEP_LOGS:-}" ]; then
+  for port in 19001 19002 18081 18082; do curl -s "http://127.0.0.1:$port/metrics" >"$work/metrics-$port.txt" || true; done
+  curl -s "http://127.0.0.1:$((nats_port + 1))/jsz?consumers=true" >"$work/jsz.json" || true
+fi
 trades=$(echo "$report" | sed -n 's/^confirmed trades: \([0-9]*\).*/\1/p')
 hz=$(getconf CLK_TCK)
 per_trade() { # ticks

@@ -239,6 +239,35 @@ impl Pool {
     }
 }
 
+/// How many connections may wait to be accepted. A thousand players (or a
+/// Bot API client's burst of new connections) arrive at once; the OS's
+/// usual 128 overflows, and a dropped SYN is sent again only a second,
+/// then three, then seven seconds later.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on the first of `addresses` that binds, with
+/// [`LISTEN_BACKLOG`] (the kernel caps it at `net.core.somaxconn`).
+/// Must run inside a tokio runtime.
+///
+/// # Errors
+/// None of `addresses` could be bound (the last error), or there were none.
+pub fn listen(addresses: impl IntoIterator<Item = SocketAddr>) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on");
+    for address in addresses {
+        let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+        let bound = socket.and_then(|socket| {
+            socket.set_reuseaddr(true)?;
+            socket.bind(address)?;
+            socket.listen(LISTEN_BACKLOG)
+        });
+        match bound {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last = error,
+        }
+    }
+    Err(last)
+}
+
 /// Serves `listener`: each request's path and body go to `answer`, whose
 /// JSON goes back with status 200. Runs until the listener fails.
 pub async fn serve<F>(listener: TcpListener, answer: F)

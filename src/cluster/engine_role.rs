@@ -26,8 +26,8 @@ use teloxide_core::types::Update;
 use tokio::sync::{broadcast, watch};
 use wire::command::update_msg_id;
 use wire::subjects::{
-    COMMAND_STREAM, COMMAND_UPDATE, ENGINE_QUEUE, ENGINE_STATUS_SUBJECT, OUTBOX_BATCHES, OUTBOX_CONSUMER,
-    OUTBOX_NOTICES, OUTBOX_SINGLES, OUTBOX_STREAM, PRICES_SUBJECT, QUERY_SUBJECT,
+    COMMAND_STREAM, COMMAND_UPDATE, ENGINE_QUEUE, ENGINE_STATUS_SUBJECT, OUTBOX_CONSUMER, OUTBOX_STREAM,
+    PRICES_SUBJECT, QUERY_SUBJECT,
 };
 use wire::{Answer, Query};
 
@@ -291,12 +291,13 @@ async fn prune_outbox(link: &Link, last_batch: u64) -> Result<(), String> {
     let stream = link.jetstream.get_stream(OUTBOX_STREAM).await.map_err(|e| e.to_string())?;
     let acknowledged =
         stream.consumer_info(OUTBOX_CONSUMER).await.map_err(|e| e.to_string())?.ack_floor.stream_sequence;
-    let below = acknowledged.saturating_add(1);
-    for subject in [OUTBOX_SINGLES, OUTBOX_NOTICES] {
-        stream.purge().filter(subject).sequence(below).await.map_err(|e| e.to_string())?;
-    }
-    if last_batch > 0 {
-        stream.purge().filter(OUTBOX_BATCHES).sequence(below.min(last_batch)).await.map_err(|e| e.to_string())?;
+    // One purge of every subject, never a purge filtered by subject: NATS
+    // 2.9 moved the senders' consumer past unsent messages of the other
+    // subjects when a filtered purge ran (replies were lost under load).
+    // What is after the last batch stays until the next batch is out.
+    let below = acknowledged.saturating_add(1).min(last_batch);
+    if below > 1 {
+        stream.purge().sequence(below).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

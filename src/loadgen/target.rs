@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,8 +45,7 @@ pub async fn run_against(
     }
     let waiting: Waiting = Arc::new(Mutex::new(HashMap::new()));
     if let Some(bind) = bot_api_bind {
-        let listener = tokio::net::TcpListener::bind(bind)
-            .await
+        let listener = http1::listen([bind])
             .map_err(|error| LoadgenError::Target(format!("cannot bind the fake Bot API on {bind}: {error}")))?;
         let waiting = Arc::clone(&waiting);
         actix::spawn(http1::serve(listener, move |path: &str, body: &[u8]| fake_bot_api(path, body, &waiting)));
@@ -77,7 +76,13 @@ pub async fn run_against(
             actix::spawn(player.run(started, deadline))
         })
         .collect();
-    Ok(LoadReport::gather(players, started).await)
+    let mut report = LoadReport::gather(players, started).await;
+    let unmatched = UNMATCHED_CALLS.swap(0, Ordering::Relaxed);
+    let calls = BOT_API_CALLS.swap(0, Ordering::Relaxed);
+    if bot_api_bind.is_some() {
+        report.note = format!("Bot API calls received: {calls}, of them for nobody waiting: {unmatched}");
+    }
+    Ok(report)
 }
 
 /// The address of a target given as `http://host:port`.
@@ -92,12 +97,12 @@ async fn target_address(target: &str) -> Result<SocketAddr, LoadgenError> {
 }
 
 /// Where this run's update ids start: servers remember update ids for a day
-/// (Telegram may redeliver), so each run takes ids of its own — 10,000 per
-/// second of the clock, below 2^31 (update and message ids are 32-bit
-/// signed in the Bot API's clients).
+/// (Telegram may redeliver), so each run takes ids of its own — 100,000 per
+/// second of the clock (runs here go past 10,000 a second), below 2^31
+/// (update and message ids are 32-bit signed in the Bot API's clients).
 fn first_update_id() -> i64 {
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    i64::try_from(seconds % 200_000).unwrap_or(0) * 10_000 + 1
+    i64::try_from(seconds % 21_000).unwrap_or(0) * 100_000 + 1
 }
 
 struct Player {
@@ -131,6 +136,7 @@ impl Player {
                 Some(200) => {}
                 Some(503 | 429) | None => {
                     report.busy += 1;
+                    report.unanswered += u64::from(status.is_none());
                     actix::clock::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -146,8 +152,14 @@ impl Player {
                 match actix::clock::timeout(REPLY_TIMEOUT, reply).await {
                     // Counted only when the reply confirms the trade.
                     Ok(Ok(text)) if opening || text.contains("Bought ") || text.contains("Sold ") => {}
+                    Ok(Ok(text)) => {
+                        report.rejected += 1;
+                        report.odd_reply.get_or_insert(text);
+                        continue;
+                    }
                     _ => {
                         report.rejected += 1;
+                        report.reply_timeouts += 1;
                         continue;
                     }
                 }
@@ -184,6 +196,11 @@ struct Call {
     caption: Option<String>,
 }
 
+/// Bot API calls the fake received, and those for a chat nobody waited on
+/// (a reply that came after its player gave up, or twice).
+static BOT_API_CALLS: AtomicU64 = AtomicU64::new(0);
+static UNMATCHED_CALLS: AtomicU64 = AtomicU64::new(0);
+
 /// The Bot API as far as the server needs it under load: `path` is
 /// `/bot<token>/<method>`, `body` the call's JSON.
 fn fake_bot_api(path: &str, body: &[u8], waiting: &Waiting) -> Vec<u8> {
@@ -194,11 +211,15 @@ fn fake_bot_api(path: &str, body: &[u8], waiting: &Waiting) -> Vec<u8> {
         "sendmessage" | "sendphoto" | "editmessagetext" => {
             let call: Option<Call> = serde_json::from_slice(body).ok();
             let chat_id = call.as_ref().and_then(|call| call.chat_id).unwrap_or(0);
-            if let Some(call) = call
-                && let Ok(mut waiting) = waiting.lock()
-                && let Some(sender) = waiting.remove(&chat_id)
-            {
-                let _ = sender.send(call.text.or(call.caption).unwrap_or_default());
+            BOT_API_CALLS.fetch_add(1, Ordering::Relaxed);
+            let sender = waiting.lock().ok().and_then(|mut waiting| waiting.remove(&chat_id));
+            match (call, sender) {
+                (Some(call), Some(sender)) => {
+                    let _ = sender.send(call.text.or(call.caption).unwrap_or_default());
+                }
+                _ => {
+                    UNMATCHED_CALLS.fetch_add(1, Ordering::Relaxed);
+                }
             }
             format!(r#"{{"message_id":1,"date":1700000000,"chat":{{"id":{chat_id},"type":"private"}},"text":""}}"#)
         }

@@ -66,6 +66,10 @@ impl Watermark {
     }
 }
 
+/// A command handled slower than this is named in the log (it holds the
+/// cursor, and with it every reply batch, back).
+const SLOW_HANDLING_MS: u64 = 2_000;
+
 /// Messages of one chat waiting for the one before them, in stream order.
 #[derive(Default)]
 struct Lanes {
@@ -187,6 +191,11 @@ impl Consumer {
             };
             let Ok(info) = message.info() else { continue };
             let seq = info.stream_sequence;
+            let taken = self.watermark.lock().unwrap_or_else(PoisonError::into_inner).taken;
+            if seq <= taken {
+                tracing::warn!(seq, taken, "command delivered again; skipped");
+                continue;
+            }
             let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else { return };
             self.watermark.lock().unwrap_or_else(PoisonError::into_inner).take(seq);
             let work = Work::new(seq, &message, slot);
@@ -216,9 +225,15 @@ impl Consumer {
             while let Some(mut work) = next.take() {
                 let seq = work.seq;
                 let slot = work.slot.take();
+                let started = std::time::Instant::now();
+                let finished = handling.handle(work).await;
+                let took = started.elapsed();
+                if took >= Duration::from_millis(SLOW_HANDLING_MS) {
+                    tracing::warn!(seq, lane, took_ms = took.as_millis(), "a command took long to handle");
+                }
                 // Not finished (its replies could not be published): it stays
                 // before the cursor, for the next engine to handle again.
-                if let Some(finished) = handling.handle(work).await {
+                if let Some(finished) = finished {
                     replies.handled(seq, finished.calls, finished.out, slot);
                     watermark.lock().unwrap_or_else(PoisonError::into_inner).done(seq);
                 }
