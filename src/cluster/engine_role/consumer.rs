@@ -191,13 +191,15 @@ impl Consumer {
             };
             let Ok(info) = message.info() else { continue };
             let seq = info.stream_sequence;
-            let taken = self.watermark.lock().unwrap_or_else(PoisonError::into_inner).taken;
-            if seq <= taken {
-                tracing::warn!(seq, taken, "command delivered again; skipped");
-                continue;
-            }
             let Ok(slot) = Arc::clone(&self.slots).acquire_owned().await else { return };
-            self.watermark.lock().unwrap_or_else(PoisonError::into_inner).take(seq);
+            {
+                let mut watermark = self.watermark.lock().unwrap_or_else(PoisonError::into_inner);
+                if seq <= watermark.taken {
+                    tracing::warn!(seq, taken = watermark.taken, "command delivered again; skipped");
+                    continue;
+                }
+                watermark.take(seq);
+            }
             let work = Work::new(seq, &message, slot);
             self.dispatch(work);
         }
