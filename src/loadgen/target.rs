@@ -4,6 +4,10 @@
 //! generator also plays the Bot API the server replies to (start the server
 //! with `TELEGRAM_API_URL` pointing there), and each player waits for its
 //! reply before the next message: latency is update sent → reply received.
+//!
+//! Every player first opens its account (`/start`, retried until it is
+//! answered); the measured run starts once all are open, so the figure is
+//! trades on a warm server, and the opening is reported beside it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +26,11 @@ use gateway::http1::{self, Client};
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait for the webhook's answer to one update.
 const POST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest the opening of all accounts may take; a player still not open
+/// then sits the run out (and is reported).
+const OPENING_MAX: Duration = Duration::from_secs(60);
+/// Pause before a refused or unanswered update is sent again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Telegram user ids of simulated players start here.
 const PLAYER_ID_BASE: i64 = 7_000_000_000;
 /// The webhook's path on every target.
@@ -60,27 +69,41 @@ pub async fn run_against(
     let secret: Option<Rc<str>> = secret.map(Rc::from);
     let update_ids = Rc::new(AtomicI64::new(first_update_id()));
     let concurrency = usize::try_from(args.players).unwrap_or(1).min(args.concurrency.unwrap_or(usize::MAX)).max(1);
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(args.seconds);
     // Players take the gateways in turn (a load balancer's job).
     let players: Vec<_> = (0..concurrency)
         .zip(addresses.iter().cycle())
-        .map(|(index, &address)| {
-            let player = Player {
-                id: PLAYER_ID_BASE + i64::try_from(index).unwrap_or(0),
-                client: Client::new(address),
-                secret: secret.clone(),
-                update_ids: Rc::clone(&update_ids),
-                waiting: bot_api_bind.map(|_| Arc::clone(&waiting)),
-            };
-            actix::spawn(player.run(started, deadline))
+        .map(|(index, &address)| Player {
+            id: PLAYER_ID_BASE + i64::try_from(index).unwrap_or(0),
+            client: Client::new(address),
+            secret: secret.clone(),
+            update_ids: Rc::clone(&update_ids),
+            waiting: bot_api_bind.map(|_| Arc::clone(&waiting)),
         })
         .collect();
+    let opening_started = Instant::now();
+    let opening_deadline = opening_started + OPENING_MAX;
+    let openings: Vec<_> = players.into_iter().map(|player| actix::spawn(player.open(opening_deadline))).collect();
+    let mut open = Vec::with_capacity(openings.len());
+    for opening in openings {
+        if let Ok(Some(player)) = opening.await {
+            open.push(player);
+        }
+    }
+    let opening = opening_started.elapsed();
+    let not_open = concurrency - open.len();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.seconds);
+    let players: Vec<_> = open.into_iter().map(|player| actix::spawn(player.run(started, deadline))).collect();
     let mut report = LoadReport::gather(players, started).await;
     let unmatched = UNMATCHED_CALLS.swap(0, Ordering::Relaxed);
     let calls = BOT_API_CALLS.swap(0, Ordering::Relaxed);
+    report.note =
+        format!("accounts opened before the run: {} in {:.2} s", concurrency - not_open, opening.as_secs_f64());
+    if not_open > 0 {
+        report.note.push_str(&format!(" ({not_open} never answered: they sat the run out)"));
+    }
     if bot_api_bind.is_some() {
-        report.note = format!("Bot API calls received: {calls}, of them for nobody waiting: {unmatched}");
+        report.note.push_str(&format!("\nBot API calls received: {calls}, of them for nobody waiting: {unmatched}"));
     }
     Ok(report)
 }
@@ -114,22 +137,35 @@ struct Player {
 }
 
 impl Player {
+    /// Opens the player's account, sending `/start` until it is taken (and
+    /// answered, when replies are awaited); the player, or `None` when
+    /// `deadline` passed first.
+    async fn open(mut self, deadline: Instant) -> Option<Self> {
+        while Instant::now() < deadline {
+            let reply = self.await_reply();
+            match self.post("/start").await {
+                Some(200) => {}
+                _ => {
+                    actix::clock::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            }
+            let Some(reply) = reply else { return Some(self) };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Ok(_)) = actix::clock::timeout(REPLY_TIMEOUT.min(left), reply).await {
+                return Some(self);
+            }
+        }
+        None
+    }
+
+    /// Trades (a buy, then a sell, in turn) until `deadline`.
     async fn run(mut self, started: Instant, deadline: Instant) -> LoadReport {
         let mut report = LoadReport::default();
-        let mut turn = 0_u64;
+        let mut buying = true;
         while Instant::now() < deadline {
-            let text = match turn {
-                0 => "/start",
-                t if t % 2 == 1 => "/buy ACME 1",
-                _ => "/sell ACME 1",
-            };
-            let reply = self.waiting.as_ref().map(|waiting| {
-                let (sender, receiver) = oneshot::channel();
-                if let Ok(mut waiting) = waiting.lock() {
-                    waiting.insert(self.id, sender);
-                }
-                receiver
-            });
+            let text = if buying { "/buy ACME 1" } else { "/sell ACME 1" };
+            let reply = self.await_reply();
             let sent = Instant::now();
             let status = self.post(text).await;
             match status {
@@ -137,7 +173,7 @@ impl Player {
                 Some(503 | 429) | None => {
                     report.busy += 1;
                     report.unanswered += u64::from(status.is_none());
-                    actix::clock::sleep(Duration::from_millis(50)).await;
+                    actix::clock::sleep(RETRY_PAUSE).await;
                     continue;
                 }
                 Some(_) => {
@@ -146,12 +182,11 @@ impl Player {
                 }
             }
             // Accepted: the next message follows (a refused one is sent again).
-            let opening = turn == 0;
-            turn += 1;
+            buying = !buying;
             if let Some(reply) = reply {
                 match actix::clock::timeout(REPLY_TIMEOUT, reply).await {
                     // Counted only when the reply confirms the trade.
-                    Ok(Ok(text)) if opening || text.contains("Bought ") || text.contains("Sold ") => {}
+                    Ok(Ok(text)) if text.contains("Bought ") || text.contains("Sold ") => {}
                     Ok(Ok(text)) => {
                         report.rejected += 1;
                         report.odd_reply.get_or_insert(text);
@@ -164,12 +199,20 @@ impl Player {
                     }
                 }
             }
-            if opening {
-                continue;
-            }
             report.confirm(sent, started);
         }
         report
+    }
+
+    /// When replies are awaited: where the next reply to this player will arrive.
+    fn await_reply(&self) -> Option<oneshot::Receiver<String>> {
+        self.waiting.as_ref().map(|waiting| {
+            let (sender, receiver) = oneshot::channel();
+            if let Ok(mut waiting) = waiting.lock() {
+                waiting.insert(self.id, sender);
+            }
+            receiver
+        })
     }
 
     /// Posts the next update carrying `text`; the webhook's status.
