@@ -12,6 +12,7 @@ pub mod all_mode;
 pub mod election;
 pub mod engine_role;
 pub mod follower;
+pub mod notices;
 pub mod outbox;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -19,7 +19,7 @@ use crate::config::EngineSettings;
 use crate::domain::account::Account;
 use crate::domain::applied::{AppliedCommands, CommandKey};
 use crate::domain::command::{Command, Outcome};
-use crate::domain::event::{CancelReason, Event, Stamped, Tick};
+use crate::domain::event::{Event, Stamped, Tick};
 use crate::domain::exchange::{Exchange, ExchangeState, Quote};
 use crate::domain::ids::{AssetId, PlayerId};
 use crate::domain::ledger::PlayerLedger;
@@ -394,23 +394,6 @@ impl MarketActor {
         self.routing.drain().collect()
     }
 
-    /// Notices for players about fills they did not ask for just now.
-    fn notices(events: &[Stamped]) -> Vec<(PlayerId, Notice)> {
-        events
-            .iter()
-            .filter_map(|stamped| match &stamped.event {
-                Event::Traded(trade) if trade.order.is_some() => Some((trade.player, Notice::OrderFilled(*trade))),
-                Event::OrderCancelled { order, player, reason: CancelReason::Unfillable } => {
-                    Some((*player, Notice::OrderDropped { order: *order }))
-                }
-                Event::AlertFired { alert, from, to } => {
-                    Some((alert.player, Notice::AlertFired { alert: *alert, from: *from, to: *to }))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
     /// After a batch is durable: advance the durable mark, forget detached
     /// ledgers the store now has, and feed portfolio projections and notices.
     fn on_durable(&mut self, last_seq: u64) {
@@ -435,6 +418,7 @@ impl MarketActor {
                 self.notifier.notify(player, notice);
             }
         }
+        self.notifier.durable_through(durable);
         // One hop to the portfolio thread per batch, not one per player:
         // there each actor's mailbox is fed without waking another thread.
         if !deliveries.is_empty() {
@@ -464,7 +448,7 @@ impl MarketActor {
         }
         let last_seq = events.last().map_or(0, |e| e.seq);
         let routed = self.route(&events);
-        let notices = Self::notices(&events);
+        let notices = Notice::of_events(&events);
         let done = self.persist(events, outcomes, routed.iter().map(|(player, _)| *player).collect());
         self.undelivered.push_back(Undelivered { last_seq, routed, notices });
         Box::pin(async move { matches!(done.await, Ok(Ok(()))) }.into_actor(self).map(move |durable, actor, _| {

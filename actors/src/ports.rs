@@ -213,10 +213,39 @@ pub enum Notice {
     AlertFired { alert: crate::domain::alert::Alert, from: rust_decimal::Decimal, to: rust_decimal::Decimal },
 }
 
+impl Notice {
+    /// The notices `events` give rise to, with the player each is for, in
+    /// log order: fills of resting orders, orders dropped as unfillable,
+    /// alerts fired — what players did not ask for just now. A pure function
+    /// of the log, so a new engine can derive again what an old one owed.
+    #[must_use]
+    pub fn of_events(events: &[Stamped]) -> Vec<(PlayerId, Self)> {
+        use crate::domain::event::{CancelReason, Event};
+        events
+            .iter()
+            .filter_map(|stamped| match &stamped.event {
+                Event::Traded(trade) if trade.order.is_some() => Some((trade.player, Self::OrderFilled(*trade))),
+                Event::OrderCancelled { order, player, reason: CancelReason::Unfillable } => {
+                    Some((*player, Self::OrderDropped { order: *order }))
+                }
+                Event::AlertFired { alert, from, to } => {
+                    Some((alert.player, Self::AlertFired { alert: *alert, from: *from, to: *to }))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// Outgoing messages to players (Telegram sender, play page, …).
 pub trait Notifier: Send + Sync + 'static {
     /// Queues a notice; never blocks the engine.
     fn notify(&self, player: PlayerId, notice: Notice);
+
+    /// Every notice of the log's events up to `seq` was handed to `notify`
+    /// (called once a batch is durable, after its notices). A notifier that
+    /// can say when they are out uses it; the default ignores it.
+    fn durable_through(&self, _seq: u64) {}
 }
 
 /// A notifier that drops everything (engine alone, benches).

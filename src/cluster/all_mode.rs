@@ -17,10 +17,12 @@ use wire::{Answer, PlayCommand, Query, Reply};
 
 use super::RoleStatus;
 use super::election::{Active, Duty};
+use super::notices::Republish;
 use crate::answers::{Answers, StatusSource};
 use crate::config::Settings;
 use crate::local::LocalBackend;
 use crate::price_feed::PriceFeed;
+use crate::store::postgres::lease::Fence;
 use crate::telegram::front::{RunningFront, TelegramClient};
 use crate::telegram::sender::TelegramNotifier;
 
@@ -141,7 +143,9 @@ impl AllModeDuty {
 }
 
 impl Duty for AllModeDuty {
-    fn notifier(&self) -> Arc<dyn Notifier> {
+    /// Notices go straight to Telegram: how far they are out is not known
+    /// (the lease forgets it), so nothing owed is published again.
+    fn notifier(&self, _fence: &Arc<Fence>, _owed: Option<Republish>) -> Arc<dyn Notifier> {
         match &self.telegram {
             Some(client) => match self.settings.engine.universe() {
                 Ok(universe) => Arc::new(TelegramNotifier::new(client.sender.clone(), Arc::new(universe))),

@@ -19,6 +19,7 @@ use actors::ports::{Notifier, Store, StoreError};
 use tokio::sync::watch;
 
 use super::follower::Follower;
+use super::notices::Republish;
 use super::{Phase, RoleStatus};
 use crate::config::ClusterSettings;
 use crate::startup::POSTGRES_POOL_SIZE;
@@ -45,8 +46,10 @@ pub struct Active {
 
 /// What a process does with the engine while it holds the lease.
 pub trait Duty {
-    /// The notifier the engine is started with (fills, alerts).
-    fn notifier(&self) -> Arc<dyn Notifier>;
+    /// The notifier the engine is started with (fills, alerts), under
+    /// `fence`; `owed` names the notices an earlier holder may not have got
+    /// out (a notifier that can publish them again does so first).
+    fn notifier(&self, fence: &Arc<Fence>, owed: Option<Republish>) -> Arc<dyn Notifier>;
     /// Takes work with `active`'s engine.
     fn activate(&mut self, active: &Active) -> impl std::future::Future<Output = Result<(), String>>;
     /// Stops taking work; waits at most `drain` for what was taken.
@@ -238,6 +241,11 @@ impl Election {
             follower.take_over(Arc::clone(fence), taken.cursor).await.map_err(|error| error.to_string())?;
         let replay_through = recovered.applied.last_message().unwrap_or(0);
         let store: Arc<dyn Store> = Arc::new(postgres.clone());
+        let owed = taken.notices_through.map(|after| Republish {
+            store: Arc::clone(&store),
+            after,
+            through: recovered.exchange.next_seq().saturating_sub(1),
+        });
         // A fresh market's charts get the model's seeded past before its
         // first tick; later takeovers find candles and write nothing.
         if let Err(error) = crate::backfill::seed_history(&self.config, &store, SystemClock.now_ms()).await {
@@ -246,7 +254,7 @@ impl Election {
         let deps = EngineDeps {
             store: Arc::clone(&store),
             clock: Arc::new(SystemClock),
-            notifier: duty.notifier(),
+            notifier: duty.notifier(fence, owed),
             autonomous_ticker: true,
         };
         let engine = Engine::start_recovered(&self.config, deps, recovered).await.map_err(|error| error.to_string())?;

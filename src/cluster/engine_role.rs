@@ -35,7 +35,8 @@ use self::consumer::Consumer;
 use self::handling::Handling;
 use super::RoleStatus;
 use super::election::{Active, Duty};
-use super::outbox::{BatchChain, NatsNotifier, OutboxPublisher};
+use super::notices::{NatsNotifier, Republish};
+use super::outbox::{BatchChain, OutboxPublisher};
 use crate::answers::Answers;
 use crate::config::Settings;
 use crate::price_feed::{PriceFeed, STREAM_BACKLOG_MAX};
@@ -92,9 +93,12 @@ pub(crate) async fn stream_identity(link: &Link) -> Result<(String, u64), String
 }
 
 impl Duty for EngineDuty {
-    fn notifier(&self) -> Arc<dyn Notifier> {
+    fn notifier(&self, fence: &Arc<Fence>, owed: Option<Republish>) -> Arc<dyn Notifier> {
         match self.settings.engine.universe() {
-            Ok(universe) => Arc::new(NatsNotifier::start(OutboxPublisher::new(self.link.clone()), Arc::new(universe))),
+            Ok(universe) => {
+                let publisher = OutboxPublisher::new(self.link.clone());
+                Arc::new(NatsNotifier::start(publisher, Arc::new(universe), Arc::clone(fence), owed))
+            }
             Err(_) => Arc::new(NullNotifier),
         }
     }

@@ -7,27 +7,18 @@
 //! batch (a reply held up behind a slow command, a command handled again
 //! after a takeover; fills, alerts and button answers on a subject of their
 //! own) go out singly ([`OutboxPublisher`]), each with an id of what it is
-//! about, so one published again is dropped as a duplicate. [`NatsNotifier`] is the
-//! engine's `Notifier` on top of the singles.
+//! about, so one published again is dropped as a duplicate. The engine's
+//! notices go out as singles too (`super::notices`).
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use actors::domain::asset::Universe;
-use actors::domain::ids::PlayerId;
-use actors::ports::{Notice, Notifier};
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use gateway::nats::Link;
-use tokio::sync::mpsc;
 use wire::Outgoing;
-use wire::subjects::{EPOCH_HEADER, OUTBOX_BATCHES, OUTBOX_NOTICES, OUTBOX_STREAM, THROUGH_HEADER};
+use wire::subjects::{EPOCH_HEADER, OUTBOX_BATCHES, OUTBOX_STREAM, THROUGH_HEADER};
 
-use crate::telegram::sender::notice_reply;
-
-/// Notices waiting to be published at most (past it they are dropped, logged).
-pub const NOTICES_QUEUED_MAX: usize = 100_000;
 /// Pause between attempts while the outbox does not acknowledge.
 const RETRY_PAUSE_MS: u64 = 100;
 
@@ -198,56 +189,6 @@ impl BatchChain {
                 }
                 Err(ChainError::Unavailable(error.to_string()))
             }
-        }
-    }
-}
-
-/// The engine's `Notifier` in a split deployment: each notice becomes an
-/// outbox message to the player's private chat, its id taken from what it
-/// is about (the trade, the order, the alert), so it goes out once.
-pub struct NatsNotifier {
-    queue: mpsc::Sender<(String, Outgoing)>,
-    universe: Arc<Universe>,
-}
-
-impl NatsNotifier {
-    /// A notifier naming assets from `universe`, publishing through
-    /// `publisher` from a task of the current runtime.
-    #[must_use]
-    pub fn start(publisher: OutboxPublisher, universe: Arc<Universe>) -> Self {
-        let (queue, mut notices) = mpsc::channel::<(String, Outgoing)>(NOTICES_QUEUED_MAX);
-        tokio::spawn(async move {
-            while let Some((id, call)) = notices.recv().await {
-                let publisher = publisher.clone();
-                tokio::spawn(async move {
-                    if !publisher.publish(OUTBOX_NOTICES, &id, &[call], 50).await {
-                        tracing::warn!(id, "notice not published");
-                    }
-                });
-            }
-        });
-        Self { queue, universe }
-    }
-}
-
-/// The outbox id of a notice: what it is about.
-fn notice_id(notice: &Notice) -> String {
-    match notice {
-        Notice::OrderFilled(trade) => format!("n:fill:{}", trade.id.0),
-        Notice::OrderDropped { order } => format!("n:drop:{}", order.0),
-        Notice::AlertFired { alert, .. } => format!("n:alert:{}", alert.id.0),
-    }
-}
-
-impl Notifier for NatsNotifier {
-    fn notify(&self, player: PlayerId, notice: Notice) {
-        if player.is_local() || player.0 == 0 {
-            return;
-        }
-        let reply = notice_reply(&notice, &self.universe);
-        let call = Outgoing::Text { chat_id: player.0, reply };
-        if self.queue.try_send((notice_id(&notice), call)).is_err() {
-            tracing::warn!(player_id = player.0, "notice queue full; notice dropped");
         }
     }
 }

@@ -31,6 +31,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration { version: 6, name: "fill_compression", sql: include_str!("../../sql/V6__fill_compression.sql") },
     Migration { version: 7, name: "engine_lease", sql: include_str!("../../sql/V7__engine_lease.sql") },
     Migration { version: 8, name: "outcome_compression", sql: include_str!("../../sql/V8__outcome_compression.sql") },
+    Migration { version: 9, name: "notices_through", sql: include_str!("../../sql/V9__notices_through.sql") },
 ];
 
 /// SQLite migrations of the embedded store, in order.

@@ -120,18 +120,26 @@ pub struct Cluster {
     pub redis_prefix: String,
     pub engines: Vec<Option<Server>>,
     pub gateways: Vec<Option<Server>>,
+    /// Environment every process gets on top of the cluster's own.
+    pub extra_env: Vec<(&'static str, String)>,
 }
 
 impl Cluster {
     /// NATS, the database, the fake Bot API; `engines` engines and
     /// `gateways` gateways started (the first engine becomes active).
     pub fn start(engines: usize, gateways: usize) -> Self {
+        Self::start_with(engines, gateways, Vec::new())
+    }
+
+    /// `start`, every process also getting `extra_env`.
+    pub fn start_with(engines: usize, gateways: usize, extra_env: Vec<(&'static str, String)>) -> Self {
         let nats = Nats::start();
         let fake = FakeTelegram::start();
         let database_url = fresh_database("failover");
         let redis_prefix =
             format!("stockbot-test:failover:{}:{}:", std::process::id(), PREFIXES.fetch_add(1, Ordering::SeqCst));
-        let mut cluster = Self { nats, fake, database_url, redis_prefix, engines: Vec::new(), gateways: Vec::new() };
+        let mut cluster =
+            Self { nats, fake, database_url, redis_prefix, engines: Vec::new(), gateways: Vec::new(), extra_env };
         for index in 0..engines {
             let engine = cluster.start_engine(index);
             cluster.engines.push(Some(engine));
@@ -168,6 +176,7 @@ impl Cluster {
             ("STOCKBOT__CLUSTER__OUTBOX_STREAM_MAX_BYTES", "268435456".to_owned()),
             ("RUST_LOG", "warn,stockbot::cluster=info".to_owned()),
         ]);
+        env.extend(self.extra_env.iter().cloned());
         env
     }
 

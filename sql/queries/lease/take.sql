@@ -7,4 +7,4 @@ UPDATE engine_lease
        expires_at = now() + $3::BIGINT * INTERVAL '1 millisecond',
        acquired_at = now()
  WHERE epoch = $1
-RETURNING epoch, command_cursor, command_stream
+RETURNING epoch, command_cursor, command_stream, notices_through

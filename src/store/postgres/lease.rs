@@ -61,6 +61,9 @@ pub struct Fence {
     cursor: AtomicU64,
     /// The newest cursor the database confirmed storing.
     stored_cursor: AtomicU64,
+    /// Notices of the log's events up to here are out (0: not known, or
+    /// this engine does not publish notices on the outbox).
+    notices: AtomicU64,
     superseded: AtomicBool,
     /// Latest instant before a renewal that the database confirmed.
     renewed: Mutex<Instant>,
@@ -76,6 +79,7 @@ impl Fence {
             lease_ms,
             cursor: AtomicU64::new(cursor),
             stored_cursor: AtomicU64::new(cursor),
+            notices: AtomicU64::new(0),
             superseded: AtomicBool::new(false),
             renewed: Mutex::new(taken),
         })
@@ -96,6 +100,20 @@ impl Fence {
     /// Every stream message up to `cursor` is fully handled.
     pub fn advance_cursor(&self, cursor: u64) {
         self.cursor.fetch_max(cursor, Ordering::AcqRel);
+    }
+
+    /// Notices of every event up to `seq` are out: stored with the next
+    /// renewal. Only an engine publishing its notices on the outbox says so
+    /// (starting from what the last holder stored); the lease of any other
+    /// forgets how far notices are out.
+    pub fn advance_notices(&self, seq: u64) {
+        self.notices.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// How far notices are out, to store (0: not known).
+    #[must_use]
+    pub fn notices(&self) -> u64 {
+        self.notices.load(Ordering::Acquire)
     }
 
     /// Sets the cursor, stored, to `cursor` (a stream created anew).
@@ -170,8 +188,8 @@ impl Fence {
     pub(super) async fn renew_in(&self, txn: &Transaction<'_>) -> Result<(), StoreError> {
         let (sent, cursor) = (Instant::now(), self.cursor());
         let statement = txn.prepare_cached(sql::RENEW).await.map_err(pg_error)?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&to_i64(self.epoch)?, &to_i64(self.lease_ms)?, &to_i64(cursor)?];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&to_i64(self.epoch)?, &to_i64(self.lease_ms)?, &to_i64(cursor)?, &to_i64(self.notices())?];
         match txn.query_opt(&statement, &params).await.map_err(pg_error)? {
             Some(_) => {
                 // Stored only once the transaction commits: counted as a
@@ -298,6 +316,9 @@ pub struct Taken {
     pub epoch: u64,
     pub cursor: u64,
     pub stream: String,
+    /// Notices of the log's events up to here were out under earlier
+    /// holders (`None`: not known).
+    pub notices_through: Option<u64>,
     /// An instant before the taking was sent (the lease runs from no earlier).
     pub at: Instant,
     /// Sessions of the superseded holder that were ended.
@@ -393,6 +414,7 @@ impl LeaseSession {
             epoch: from_i64(row.try_get(0).map_err(pg_error)?)?,
             cursor: from_i64(row.try_get(1).map_err(pg_error)?)?,
             stream: row.try_get(2).map_err(pg_error)?,
+            notices_through: row.try_get::<_, Option<i64>>(3).map_err(pg_error)?.map(from_i64).transpose()?,
             at,
             sessions_ended,
         }))
@@ -404,8 +426,8 @@ impl LeaseSession {
     /// `Fenced` when the lease was taken over; a lost connection.
     pub async fn heartbeat(&self, fence: &Fence) -> Result<(), StoreError> {
         let (sent, cursor) = (Instant::now(), fence.cursor());
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
-            [&to_i64(fence.epoch())?, &to_i64(fence.lease_ms())?, &to_i64(cursor)?];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&to_i64(fence.epoch())?, &to_i64(fence.lease_ms())?, &to_i64(cursor)?, &to_i64(fence.notices())?];
         match self.client.query_opt(sql::HEARTBEAT, &params).await.map_err(pg_error)? {
             Some(_) => {
                 fence.renewed_storing(sent, cursor);
@@ -420,8 +442,8 @@ impl LeaseSession {
     /// # Errors
     /// A lost connection.
     pub async fn release(&self, fence: &Fence) -> Result<(), StoreError> {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
-            [&to_i64(fence.epoch())?, &to_i64(fence.cursor())?];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] =
+            [&to_i64(fence.epoch())?, &to_i64(fence.cursor())?, &to_i64(fence.notices())?];
         self.client.execute(sql::RELEASE, &params).await.map_err(pg_error)?;
         Ok(())
     }
