@@ -116,5 +116,6 @@ fn embedded_store_survives_kill_9() {
 #[test]
 fn postgres_store_survives_kill_9() {
     let url = common::migrated_database("crash");
+    let _dropped_at_end = common::DatabaseGuard(url.clone());
     crash_and_recover(vec![("DATABASE_URL", url)]);
 }

@@ -23,6 +23,7 @@ type Confirmed = Arc<Mutex<Vec<(u64, BTreeMap<String, i64>)>>>;
 #[test]
 fn postgres_outage_under_load() {
     let url = common::migrated_database("outage");
+    let _dropped_at_end = common::DatabaseGuard(url.clone());
     let upstream = "127.0.0.1:5432".to_socket_addrs().unwrap().next().unwrap();
     let mut proxy = Proxy::start(upstream);
     let proxied = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
@@ -129,6 +130,7 @@ fn postgres_outage_under_load() {
 #[test]
 fn sigterm_ends_while_postgres_is_cut() {
     let url = common::migrated_database("outage_stop");
+    let _dropped_at_end = common::DatabaseGuard(url.clone());
     let upstream = "127.0.0.1:5432".to_socket_addrs().unwrap().next().unwrap();
     let mut proxy = Proxy::start(upstream);
     let proxied = url.replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));

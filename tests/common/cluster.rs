@@ -314,5 +314,6 @@ impl Drop for Cluster {
             }
         }
         delete_redis_keys(&self.redis_prefix);
+        super::drop_database(&self.database_url);
     }
 }

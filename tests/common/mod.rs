@@ -39,6 +39,32 @@ pub fn fresh_database(tag: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Drops the database at `url` (made by `fresh_database`), sessions and
+/// all; best effort: a test's cleanup never fails it.
+pub fn drop_database(url: &str) {
+    let Some((_, name)) = url.rsplit_once('/') else { return };
+    if !name.starts_with("stockbot_") {
+        return;
+    }
+    let admin = postgres_admin_url();
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    runtime.block_on(async {
+        if let Ok((client, connection)) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await {
+            tokio::spawn(connection);
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+        }
+    });
+}
+
+/// Drops its database (a `fresh_database` URL) when the test ends, passed or failed.
+pub struct DatabaseGuard(pub String);
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        drop_database(&self.0);
+    }
+}
+
 /// A fresh database with the migrations applied by `stockbot migrate`.
 pub fn migrated_database(tag: &str) -> String {
     let url = fresh_database(tag);
