@@ -725,7 +725,7 @@ async fn postgres_migrates_only_when_asked() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     store.append(batch).await.unwrap();
     assert!(store.audit(scenario.tickers()).await.unwrap().ok);
 }
