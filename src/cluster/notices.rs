@@ -179,11 +179,15 @@ impl NatsNotifier {
         let (done, mut finished) = mpsc::unbounded_channel::<(u64, bool)>();
         let dropped = Arc::new(AtomicBool::new(false));
         let (task_universe, task_dropped) = (Arc::clone(&universe), Arc::clone(&dropped));
+        if let Some(republish) = &republish {
+            // Out as far as the last holder said, until the tail is out too:
+            // set before the engine starts, so its first renewal keeps it
+            // (a fence at 0 would store "not known").
+            fence.advance_notices(republish.after);
+        }
         tokio::spawn(async move {
             let mut watermark = Watermark::default();
             if let Some(republish) = republish {
-                // Out as far as the last holder said, until the tail is out too.
-                fence.advance_notices(republish.after);
                 let (number, through) = (watermark.queue(), republish.through);
                 let (publisher, universe, done) = (publisher.clone(), Arc::clone(&task_universe), done.clone());
                 tokio::spawn(async move {
