@@ -237,7 +237,7 @@ where
     let bind_error = |source| StartupError::Bind { bind: settings.bind.clone(), source };
     let addresses = settings.bind.to_socket_addrs().map_err(bind_error)?;
     let listener = gateway::http1::listen(addresses).and_then(|listener| listener.into_std()).map_err(bind_error)?;
-    let address = listener.local_addr().map_err(|source| StartupError::Bind { bind: settings.bind.clone(), source })?;
+    let address = listener.local_addr().map_err(bind_error)?;
     let mut server = HttpServer::new(move || App::new().configure(routes.clone()));
     if let Some(workers) = settings.http_workers.or(default_workers).filter(|workers| *workers > 0) {
         server = server.workers(workers);

@@ -90,17 +90,16 @@ pub async fn run_against(
         }
     }
     let opening = opening_started.elapsed();
-    let not_open = concurrency - open.len();
+    let opened = open.len();
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.seconds);
     let players: Vec<_> = open.into_iter().map(|player| actix::spawn(player.run(started, deadline))).collect();
     let mut report = LoadReport::gather(players, started).await;
     let unmatched = UNMATCHED_CALLS.swap(0, Ordering::Relaxed);
     let calls = BOT_API_CALLS.swap(0, Ordering::Relaxed);
-    report.note =
-        format!("accounts opened before the run: {} in {:.2} s", concurrency - not_open, opening.as_secs_f64());
-    if not_open > 0 {
-        report.note.push_str(&format!(" ({not_open} never answered: they sat the run out)"));
+    report.note = format!("accounts opened before the run: {opened} in {:.2} s", opening.as_secs_f64());
+    if opened < concurrency {
+        report.note.push_str(&format!(" ({} never answered: they sat the run out)", concurrency - opened));
     }
     if bot_api_bind.is_some() {
         report.note.push_str(&format!("\nBot API calls received: {calls}, of them for nobody waiting: {unmatched}"));
